@@ -1,0 +1,43 @@
+//! `lrai`: the LRAI command line. One subcommand per job; each lives in `cmd/` and stays
+//! thin (parse, call a library, print). Errors print as `error: …` with their causes and
+//! exit with status 1; results go to stdout, logs to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// LRAI: an inference engine and server for ONNX models.
+#[derive(Debug, Parser)]
+#[command(name = "lrai", version, about)]
+struct Cli {
+    #[command(flatten)]
+    log: lrai::logging::LogArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what an ONNX model declares and whether each backend can load it.
+    Inspect(cmd::inspect::InspectArgs),
+    /// Run a model once (or repeatedly, timed) on inputs from files or random data.
+    Run(cmd::run::RunArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = lrai::logging::init(&cli.log) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+    let result = match cli.command {
+        Command::Inspect(args) => cmd::inspect::run(&args),
+        Command::Run(args) => cmd::run::run(&args),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
