@@ -212,10 +212,7 @@ impl ModelSource {
     /// # Errors
     /// [`BackendError::ModelFile`] when the file is missing, truncated or not ONNX.
     pub fn from_path(path: &Path) -> Result<ModelSource> {
-        let name = path.file_stem().map_or_else(
-            || path.display().to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
+        let name = model_name_for(path);
         let bytes = fs_err::read(path).map_err(|e| BackendError::ModelFile {
             source: OnnxError::Io(e),
         })?;
@@ -289,11 +286,12 @@ impl ModelSource {
             infos
                 .into_iter()
                 .map(|i| {
-                    i.to_spec(role)
-                        .map_err(|source| BackendError::UnsupportedType {
-                            model: self.name.clone(),
-                            source,
-                        })
+                    i.to_spec(role).map_err(|_| BackendError::UnsupportedType {
+                        model: self.name.clone(),
+                        role,
+                        tensor: i.name.clone(),
+                        type_name: lrai_onnx::onnx_type_name(i.elem_type),
+                    })
                 })
                 .collect::<Result<Vec<_>>>()
         };
@@ -301,6 +299,27 @@ impl ModelSource {
             conv(lrai_onnx::graph_inputs(graph), "input")?,
             conv(lrai_onnx::graph_outputs(graph), "output")?,
         ))
+    }
+}
+
+/// A model's name from its path: the file stem, or for Triton's `<name>/<version>/model.onnx`
+/// layout, `<name>`.
+fn model_name_for(path: &Path) -> String {
+    let stem = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let version_dir = path
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|v| v.to_str());
+    let model_dir = path
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name);
+    match (stem.as_str(), version_dir, model_dir) {
+        ("model", Some(v), Some(m)) if v.parse::<u64>().is_ok() => m.to_string_lossy().into_owned(),
+        _ => stem,
     }
 }
 
@@ -350,12 +369,18 @@ pub enum BackendError {
         source: OnnxError,
     },
     /// An input or output type LRAI cannot hold.
-    #[error("model '{model}': {source}")]
+    #[error(
+        "{role} '{tensor}' of model '{model}' has ONNX type {type_name}, which LRAI does not support"
+    )]
     UnsupportedType {
         /// Model name.
         model: String,
-        /// The declared type.
-        source: OnnxError,
+        /// `input` or `output`.
+        role: &'static str,
+        /// Tensor name.
+        tensor: String,
+        /// ONNX type name.
+        type_name: String,
     },
     /// The backend has no implementation of an operator.
     #[error(

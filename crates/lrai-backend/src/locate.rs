@@ -69,10 +69,10 @@ pub fn locate_onnxruntime(candidates: &[OrtCandidate], python: Option<&str>) -> 
         if c.path.is_file() {
             return Ok(c.path.clone());
         }
-        if c.path.is_dir() {
-            if let Some(p) = library_in_dir(&c.path) {
-                return Ok(p);
-            }
+        if c.path.is_dir()
+            && let Some(p) = library_in_dir(&c.path)
+        {
+            return Ok(p);
         }
         return Err(BackendError::OrtInit {
             path: c.path.clone(),

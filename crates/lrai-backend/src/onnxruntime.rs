@@ -109,9 +109,39 @@ fn run_err(model: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
-/// Turns ORT's "Could not find an implementation for Foo(17) node with name 'n'" into
-/// the same error tract gives.
-fn classify_load_error(model: &str, message: &str) -> BackendError {
+/// Turns ORT's unknown-operator messages ("Could not find an implementation for Foo(17)
+/// node with name 'n'", "com.x:Foo(-1) is not a registered function/op") into the same
+/// error tract gives, with the node looked up in the model when ORT doesn't name it.
+fn classify_load_error(source: &ModelSource, message: &str) -> BackendError {
+    let model = source.name();
+    const UNREGISTERED: &str = " is not a registered function/op";
+    if let Some(end) = message.find(UNREGISTERED) {
+        let head = &message[..end];
+        let qualified = head.rsplit([' ', '\n']).next().unwrap_or(head);
+        let qualified = qualified.split('(').next().unwrap_or(qualified);
+        let (domain, op) = qualified.rsplit_once(':').unwrap_or(("", qualified));
+        let node = source
+            .proto()
+            .graph
+            .as_ref()
+            .and_then(|g| {
+                lrai_onnx::all_nodes(g)
+                    .into_iter()
+                    .find(|n| n.op_type.as_deref() == Some(op))
+                    .and_then(|n| n.name.clone())
+            })
+            .unwrap_or_default();
+        return BackendError::UnsupportedOperator {
+            model: model.to_string(),
+            backend: BackendKind::OnnxRuntime,
+            op: if domain.is_empty() {
+                op.to_string()
+            } else {
+                format!("{domain}.{op}")
+            },
+            node,
+        };
+    }
     const MARK: &str = "Could not find an implementation for ";
     if let Some(rest) = message.find(MARK).map(|i| &message[i + MARK.len()..]) {
         let op = rest.split('(').next().unwrap_or(rest).trim().to_string();
@@ -190,7 +220,7 @@ impl Backend for OrtBackend {
             Some(p) => builder.commit_from_file(p),
             None => builder.commit_from_memory(source.bytes()),
         }
-        .map_err(|e| classify_load_error(&name, &e.to_string()))?;
+        .map_err(|e| classify_load_error(source, &e.to_string()))?;
         tracing::debug!(model = %name, "onnxruntime session ready");
         Ok(Arc::new(OrtSessionImpl {
             name,

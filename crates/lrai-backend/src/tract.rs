@@ -247,16 +247,15 @@ impl Cache {
 
     fn insert(&mut self, key: Vec<Vec<usize>>, plan: Arc<CachedPlan>) {
         self.clock += 1;
-        if self.entries.len() >= self.capacity {
-            if let Some(i) = self
+        if self.entries.len() >= self.capacity
+            && let Some(i) = self
                 .entries
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(i, _)| i)
-            {
-                self.entries.swap_remove(i);
-            }
+        {
+            self.entries.swap_remove(i);
         }
         self.entries.push(Entry {
             key,
@@ -329,10 +328,10 @@ impl TractSession {
             if let Some(p) = cache.get(shapes) {
                 return Ok(p);
             }
-            if let Some(pk) = &partial {
-                if let Some(p) = cache.get(pk) {
-                    return Ok(p);
-                }
+            if let Some(pk) = &partial
+                && let Some(p) = cache.get(pk)
+            {
+                return Ok(p);
             }
         }
         // Built outside the lock: plans take 0.1–0.6 s and other shapes may be served meanwhile.

@@ -27,6 +27,7 @@ fn bad(reason: impl Into<String>) -> CoreError {
 }
 
 /// Element kinds a numpy `descr` can name.
+#[derive(Clone, Copy)]
 enum Descr {
     Fixed { dtype: DataType, big_endian: bool },
     ByteStr(usize),
@@ -40,6 +41,11 @@ fn parse_descr(descr: &str) -> Result<Descr> {
     };
     let big_endian = order == ">";
     let (kind, size) = rest.split_at(rest.len().min(1));
+    if kind == "O" {
+        return Err(bad(
+            "object arrays (dtype 'O') are not supported; save strings with arr.astype('S') or numbers with a numeric dtype",
+        ));
+    }
     let size: usize = size
         .parse()
         .map_err(|_| bad(format!("unsupported dtype '{descr}'")))?;
@@ -62,11 +68,6 @@ fn parse_descr(descr: &str) -> Result<Descr> {
                 chars: n,
                 big_endian,
             });
-        }
-        ("O", _) => {
-            return Err(bad(
-                "object arrays (dtype 'O') are not supported; save strings with arr.astype('S') or numbers with a numeric dtype",
-            ));
         }
         _ => return Err(bad(format!("unsupported dtype '{descr}'"))),
     };
@@ -106,8 +107,8 @@ fn header_value<'a>(header: &'a str, key: &str) -> Result<&'a str> {
     let rest = header[start..].trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')').map(|i| i + 1)
-    } else if rest.starts_with('\'') {
-        rest[1..].find('\'').map(|i| i + 2)
+    } else if let Some(quoted) = rest.strip_prefix('\'') {
+        quoted.find('\'').map(|i| i + 2)
     } else {
         rest.find([',', '}'])
     }

@@ -65,7 +65,10 @@ pub fn first_mismatch(
         .zip(expected)
         .enumerate()
         .find(|(_, (a, b))| {
-            !(a.is_nan() && b.is_nan()) && !((*a - *b).abs() <= atol + rtol * b.abs())
+            let both_nan = a.is_nan() && b.is_nan();
+            // Written as "within" so that a NaN difference counts as a mismatch.
+            let within = (*a - *b).abs() <= atol + rtol * b.abs();
+            !both_nan && !within
         })
         .map(|(i, (a, b))| (i, *a, *b))
 }

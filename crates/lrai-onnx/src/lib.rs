@@ -25,7 +25,7 @@ pub use pb::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
     /// The bytes are not a protobuf ModelProto.
-    #[error("'{name}' is not a valid ONNX model (truncated, or not ONNX at all): {source}")]
+    #[error("'{name}' is not a valid ONNX model (truncated, or not ONNX at all)")]
     Decode {
         /// The file or model name.
         name: String,
