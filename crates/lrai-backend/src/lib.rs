@@ -26,6 +26,8 @@ use lrai_onnx::{ModelProto, OnnxError};
 mod locate;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "tract")]
 pub mod tract;
 
