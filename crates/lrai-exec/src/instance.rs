@@ -10,7 +10,7 @@ use lrai_core::Tensor;
 use lrai_monitor::BatchTimings;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{Batch, ExecError, InstanceSpec, JobOutput, Result};
+use crate::{Batch, ExecError, InstanceSpec, JobOutput, ReplyError, Result};
 
 /// Consecutive failed batches after which a session is considered broken and rebuilt.
 const FAILURES_BEFORE_RESTART: u32 = 3;
@@ -33,10 +33,10 @@ pub enum InstanceState {
     Stopped,
 }
 
-pub(crate) struct Actor {
+pub(crate) struct Actor<E> {
     pub(crate) id: usize,
     pub(crate) spec: InstanceSpec,
-    pub(crate) rx: mpsc::Receiver<Batch>,
+    pub(crate) rx: mpsc::Receiver<Batch<E>>,
     pub(crate) idle: mpsc::Sender<usize>,
     pub(crate) state: watch::Sender<InstanceState>,
 }
@@ -55,7 +55,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic with a non-string payload".into())
 }
 
-impl Actor {
+impl<E: ReplyError> Actor<E> {
     pub(crate) fn run(mut self, first: Arc<dyn Session>) {
         let mut session = Some(first);
         let mut attempt = 0u32;
@@ -154,7 +154,11 @@ impl Actor {
     }
 
     /// Runs one batch and answers every request in it.
-    fn execute(&self, session: &Arc<dyn Session>, batch: Batch) -> std::result::Result<(), Broken> {
+    fn execute(
+        &self,
+        session: &Arc<dyn Session>,
+        batch: Batch<E>,
+    ) -> std::result::Result<(), Broken> {
         let rows: Vec<usize> = batch.jobs.iter().map(|j| j.rows).collect();
         let total_rows: usize = rows.iter().sum();
         let mut replies = Vec::with_capacity(batch.jobs.len());
@@ -214,9 +218,12 @@ impl Actor {
     }
 }
 
-fn answer_all(replies: Vec<oneshot::Sender<Result<JobOutput>>>, e: &ExecError) {
+fn answer_all<E: ReplyError>(
+    replies: Vec<oneshot::Sender<std::result::Result<JobOutput, E>>>,
+    e: &ExecError,
+) {
     for r in replies {
-        let _ = r.send(Err(e.clone()));
+        let _ = r.send(Err(E::from(e.clone())));
     }
 }
 

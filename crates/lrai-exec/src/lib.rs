@@ -75,29 +75,31 @@ pub struct JobOutput {
     pub batch_rows: usize,
 }
 
-/// One request inside a batch.
+/// One request inside a batch. `E` is the error type of the layer that queued it (it
+/// converts from [`ExecError`]), so that layer's own failures (timeouts) travel on the
+/// same channel without an extra hop.
 #[derive(Debug)]
-pub struct Job {
+pub struct Job<E = ExecError> {
     /// The request's inputs (already checked against the model).
     pub inputs: Vec<(String, Tensor)>,
     /// Rows this request adds along axis 0 (1 for models that don't batch).
     pub rows: usize,
     /// Where the answer goes.
-    pub reply: oneshot::Sender<Result<JobOutput>>,
+    pub reply: oneshot::Sender<std::result::Result<JobOutput, E>>,
     /// The request's span, entered on the instance thread.
     pub span: tracing::Span,
 }
 
 /// Requests to run together.
 #[derive(Debug)]
-pub struct Batch {
+pub struct Batch<E = ExecError> {
     /// The requests, in the order their rows are concatenated.
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<Job<E>>,
     /// Why the batcher sent it.
     pub reason: BatchReason,
 }
 
-impl Batch {
+impl<E> Batch<E> {
     /// Total rows.
     pub fn rows(&self) -> usize {
         self.jobs.iter().map(|j| j.rows).sum()
@@ -130,16 +132,20 @@ impl std::fmt::Debug for InstanceSpec {
     }
 }
 
+/// Error types a [`Job`] can carry.
+pub trait ReplyError: From<ExecError> + Send + std::fmt::Debug + 'static {}
+impl<T: From<ExecError> + Send + std::fmt::Debug + 'static> ReplyError for T {}
+
 /// The instances of one model version and the queue of idle ones.
 #[derive(Debug)]
-pub struct InstancePool {
-    senders: Vec<mpsc::Sender<Batch>>,
+pub struct InstancePool<E = ExecError> {
+    senders: Vec<mpsc::Sender<Batch<E>>>,
     states: Vec<watch::Receiver<InstanceState>>,
     idle: mpsc::Receiver<usize>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-impl InstancePool {
+impl<E: ReplyError> InstancePool<E> {
     /// Starts one actor per initial session (each already built by the caller, so a model
     /// that cannot load fails before any thread starts).
     ///
@@ -148,7 +154,7 @@ impl InstancePool {
     pub fn start(
         spec: &InstanceSpec,
         sessions: Vec<Arc<dyn Session>>,
-    ) -> std::io::Result<InstancePool> {
+    ) -> std::io::Result<InstancePool<E>> {
         let n = sessions.len();
         let (idle_tx, idle) = mpsc::channel(n.max(1));
         let mut senders = Vec::with_capacity(n);
@@ -210,7 +216,7 @@ impl InstancePool {
     ///
     /// # Errors
     /// Gives the batch back when the instance has stopped.
-    pub fn dispatch(&self, instance: usize, batch: Batch) -> std::result::Result<(), Batch> {
+    pub fn dispatch(&self, instance: usize, batch: Batch<E>) -> std::result::Result<(), Batch<E>> {
         match self.senders.get(instance) {
             Some(tx) => tx.try_send(batch).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,

@@ -20,7 +20,7 @@ fn source() -> ModelSource {
 }
 
 struct Rig {
-    pool: InstancePool,
+    pool: InstancePool<ExecError>,
     backend: Arc<FakeBackend>,
     metrics: Arc<lrai_monitor::ModelMetrics>,
 }
@@ -40,7 +40,7 @@ fn rig(instances: usize) -> Rig {
     };
     let sessions = (0..instances).map(|_| factory().unwrap()).collect();
     Rig {
-        pool: InstancePool::start(&spec, sessions).unwrap(),
+        pool: InstancePool::<ExecError>::start(&spec, sessions).unwrap(),
         backend,
         metrics,
     }
@@ -60,7 +60,7 @@ fn job(values: &[f32]) -> (Job, oneshot::Receiver<Result<JobOutput>>) {
     )
 }
 
-async fn run(pool: &mut InstancePool, batches: Vec<Vec<f32>>) -> Vec<Result<JobOutput>> {
+async fn run(pool: &mut InstancePool<ExecError>, batches: Vec<Vec<f32>>) -> Vec<Result<JobOutput>> {
     let (jobs, rxs): (Vec<_>, Vec<_>) = batches.iter().map(|v| job(v)).unzip();
     let id = pool.next_idle().await.unwrap();
     pool.dispatch(

@@ -1,0 +1,287 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The scheduler driven over real instance threads running the FakeBackend. A "slow"
+//! request (the fake sleeps on cue) keeps the single instance busy so that others queue;
+//! the assertions are about decisions and outcomes, never about durations.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lrai_backend::testing::FakeBackend;
+use lrai_backend::{Backend, ModelSource, SessionOptions};
+use lrai_core::Tensor;
+use lrai_exec::{InstancePool, InstanceSpec, SessionFactory};
+use lrai_monitor::Metrics;
+
+use super::*;
+
+struct Rig {
+    sched: Scheduler,
+    backend: Arc<FakeBackend>,
+    metrics: Arc<lrai_monitor::ModelMetrics>,
+}
+
+fn rig(config: SchedConfig) -> Rig {
+    let backend = Arc::new(FakeBackend::default());
+    let metrics = Metrics::new().unwrap().model("fake", "1");
+    let b = Arc::clone(&backend);
+    let source = ModelSource::from_bytes("fake", Bytes::from_static(b"\x3a\x00")).unwrap();
+    let factory: SessionFactory = Arc::new(move || b.load(&source, &SessionOptions::default()));
+    let spec = InstanceSpec {
+        model: "fake".into(),
+        factory: Arc::clone(&factory),
+        batching: config.policy.max_batch_size > 0,
+        min_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        metrics: Arc::clone(&metrics),
+    };
+    let pool = InstancePool::<SchedError>::start(&spec, vec![factory().unwrap()]).unwrap();
+    Rig {
+        sched: Scheduler::start(config, pool, Arc::clone(&metrics)),
+        backend,
+        metrics,
+    }
+}
+
+fn batching(max: usize, delay_us: u64) -> SchedConfig {
+    SchedConfig::simple(
+        "fake",
+        BatchPolicy {
+            max_batch_size: max,
+            dynamic: true,
+            preferred_batch_sizes: vec![],
+            max_queue_delay: Duration::from_micros(delay_us),
+        },
+    )
+}
+
+fn req(values: &[f32]) -> Request {
+    Request {
+        inputs: vec![(
+            "x".into(),
+            Tensor::from_vec(vec![values.len(), 1], values.to_vec()).unwrap(),
+        )],
+        priority: None,
+        timeout: None,
+        span: tracing::Span::none(),
+    }
+}
+
+fn y(out: &lrai_exec::JobOutput) -> Vec<f32> {
+    out.outputs[0].1.to_vec::<f32>().unwrap()
+}
+
+/// Occupies the single instance for `ms` milliseconds; returns once the request has left
+/// the queue (it is on the instance), so later requests queue behind it.
+async fn busy(r: &Rig, ms: u32) -> tokio::sync::oneshot::Receiver<Result<lrai_exec::JobOutput>> {
+    let rx = r.sched.submit(req(&[1000.0 + ms as f32])).unwrap();
+    while r.sched.queued() > 0 {
+        tokio::task::yield_now().await;
+    }
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesces_requests_queued_behind_a_busy_instance() {
+    let r = rig(batching(8, 0));
+    let slow = busy(&r, 300).await;
+    let rxs: Vec<_> = (1..=5)
+        .map(|i| r.sched.submit(req(&[i as f32])).unwrap())
+        .collect();
+    assert!(slow.await.unwrap().is_ok());
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let out = rx.await.unwrap().unwrap();
+        assert_eq!(y(&out), vec![2.0 * (i + 1) as f32]);
+        assert_eq!(
+            out.batch_rows, 5,
+            "the five queued requests ran as one batch"
+        );
+    }
+    assert_eq!(r.backend.runs.load(Ordering::Relaxed), 2);
+    let s = r.metrics.snapshot();
+    assert_eq!(s.execution_count, 2);
+    assert_eq!(
+        s.batch_stats
+            .iter()
+            .map(|b| b.batch_size)
+            .collect::<Vec<_>>(),
+        vec![1, 5]
+    );
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_batch_size_counts_rows() {
+    let r = rig(batching(4, 0));
+    let slow = busy(&r, 300).await;
+    let a = r.sched.submit(req(&[1.0, 2.0, 3.0])).unwrap();
+    let b = r.sched.submit(req(&[4.0, 5.0])).unwrap();
+    slow.await.unwrap().unwrap();
+    let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    assert_eq!(
+        (a.batch_rows, b.batch_rows),
+        (3, 2),
+        "3 + 2 rows exceed 4: two batches"
+    );
+    assert_eq!(y(&b), vec![8.0, 10.0]);
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_at_once_when_the_queue_is_full() {
+    let mut cfg = batching(8, 0);
+    cfg.levels[0].max_queue_size = 2;
+    let r = rig(cfg);
+    let slow = busy(&r, 300).await;
+    let a = r.sched.submit(req(&[1.0])).unwrap();
+    let b = r.sched.submit(req(&[2.0])).unwrap();
+    let err = r.sched.submit(req(&[3.0])).unwrap_err();
+    assert!(
+        matches!(err, SchedError::QueueFull { limit: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("retry after a short backoff"));
+    slow.await.unwrap().unwrap();
+    assert!(a.await.unwrap().is_ok() && b.await.unwrap().is_ok());
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_requests_are_answered_without_running() {
+    let mut cfg = batching(8, 0);
+    cfg.levels[0].default_timeout = Some(Duration::from_millis(20));
+    let r = rig(cfg);
+    let mut slow_req = req(&[1500.0]); // 500 ms, longer than the timeout: exempt it
+    slow_req.timeout = Some(Duration::from_secs(10));
+    let slow = r.sched.submit(slow_req).unwrap();
+    while r.sched.queued() > 0 {
+        tokio::task::yield_now().await;
+    }
+    let late = r.sched.submit(req(&[7.0])).unwrap();
+    let err = late.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SchedError::Timeout {
+                timeout_us: 20_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    slow.await.unwrap().unwrap();
+    assert_eq!(
+        r.backend.rows.load(Ordering::Relaxed),
+        1,
+        "the expired request never ran"
+    );
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priority_runs_first() {
+    let mut cfg = SchedConfig::simple("fake", BatchPolicy::unbatched());
+    cfg.levels = vec![QueuePolicy::default(), QueuePolicy::default()];
+    cfg.default_priority = 2;
+    let r = rig(cfg);
+    let slow = busy(&r, 300).await;
+    let mut low = r.sched.submit(req(&[1.0])).unwrap();
+    let mut high_req = req(&[2.0]);
+    high_req.priority = Some(1);
+    let mut high = r.sched.submit(high_req).unwrap();
+    slow.await.unwrap().unwrap();
+    let first = tokio::select! {
+        biased;
+        _ = &mut high => "high",
+        _ = &mut low => "low",
+    };
+    assert_eq!(first, "high");
+    let err = {
+        let mut bad = req(&[3.0]);
+        bad.priority = Some(3);
+        r.sched.submit(bad).unwrap_err()
+    };
+    assert!(
+        err.to_string()
+            .contains("priority levels 1..=2; priority 3"),
+        "{err}"
+    );
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_requests_whose_client_went_away() {
+    let r = rig(batching(8, 0));
+    let slow = busy(&r, 300).await;
+    drop(r.sched.submit(req(&[5.0])).unwrap());
+    let kept = r.sched.submit(req(&[6.0])).unwrap();
+    slow.await.unwrap().unwrap();
+    assert_eq!(y(&kept.await.unwrap().unwrap()), vec![12.0]);
+    assert_eq!(
+        r.backend.rows.load(Ordering::Relaxed),
+        2,
+        "slow + kept; the abandoned one never ran"
+    );
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_queued_requests() {
+    let r = rig(batching(2, 0));
+    let slow = busy(&r, 200).await;
+    let rxs: Vec<_> = (0..5)
+        .map(|i| r.sched.submit(req(&[i as f32])).unwrap())
+        .collect();
+    r.sched.shutdown().await;
+    assert!(slow.await.unwrap().is_ok());
+    for rx in rxs {
+        assert!(rx.await.unwrap().is_ok());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_batch_fails_only_its_requests() {
+    let r = rig(batching(8, 0));
+    let slow = busy(&r, 300).await;
+    let a = r.sched.submit(req(&[-1.0])).unwrap();
+    let b = r.sched.submit(req(&[1.0])).unwrap();
+    slow.await.unwrap().unwrap();
+    let (ea, eb) = (a.await.unwrap().unwrap_err(), b.await.unwrap().unwrap_err());
+    assert!(ea.to_string().contains("crashed"), "{ea}");
+    assert!(eb.to_string().contains("crashed"), "same batch: {eb}");
+    let after = r.sched.infer(req(&[4.0])).await.unwrap();
+    assert_eq!(y(&after), vec![8.0]);
+    r.sched.shutdown().await;
+}
+
+#[test]
+fn batch_key_rejects_inconsistent_batch_dims() {
+    let cfg = batching(8, 0);
+    let inputs = vec![
+        (
+            "a".to_string(),
+            Tensor::from_vec(vec![2, 1], vec![0f32; 2]).unwrap(),
+        ),
+        (
+            "b".to_string(),
+            Tensor::from_vec(vec![3, 1], vec![0f32; 3]).unwrap(),
+        ),
+    ];
+    assert!(
+        batch_key(&cfg, &inputs)
+            .unwrap_err()
+            .to_string()
+            .contains("disagree")
+    );
+    let big = vec![(
+        "a".to_string(),
+        Tensor::from_vec(vec![9, 1], vec![0f32; 9]).unwrap(),
+    )];
+    assert!(
+        batch_key(&cfg, &big)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds max_batch_size 8")
+    );
+}
