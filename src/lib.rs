@@ -4,4 +4,3 @@
 //! not here.
 
 pub mod config;
-pub mod logging;

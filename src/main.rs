@@ -12,7 +12,7 @@ mod cmd;
 #[command(name = "lrai", version, about)]
 struct Cli {
     #[command(flatten)]
-    log: lrai::logging::LogArgs,
+    log: lrai_monitor::logging::LogConfig,
 
     #[command(subcommand)]
     command: Command,
@@ -28,7 +28,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(err) = lrai::logging::init(&cli.log) {
+    if let Err(err) = lrai_monitor::logging::init(&cli.log) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
