@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use lrai::config::BackendArgs;
 use lrai_backend::{BackendKind, ModelSource, create_kind};
-use lrai_onnx::{IoInfo, onnx_type_name};
+use lrai_onnx::IoInfo;
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -26,16 +26,16 @@ pub(crate) struct InspectArgs {
 fn io_json(io: &IoInfo) -> serde_json::Value {
     json!({
         "name": io.name,
-        "datatype": io.dtype().map_or_else(|| onnx_type_name(io.elem_type), |d| d.as_kserve().to_string()),
+        "datatype": io.dtype().filter(|_| io.non_tensor.is_none()).map_or_else(|| io.type_name(), |d| d.as_kserve().to_string()),
         "shape": io.dims.as_ref().map(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>()),
     })
 }
 
 fn io_line(io: &IoInfo) -> String {
-    let dtype = io.dtype().map_or_else(
-        || onnx_type_name(io.elem_type),
-        |d| d.as_kserve().to_string(),
-    );
+    let dtype = io
+        .dtype()
+        .filter(|_| io.non_tensor.is_none())
+        .map_or_else(|| io.type_name(), |d| d.as_kserve().to_string());
     let dims = io
         .dims
         .as_deref()

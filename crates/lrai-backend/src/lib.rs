@@ -292,7 +292,7 @@ impl ModelSource {
                         model: self.name.clone(),
                         role,
                         tensor: i.name.clone(),
-                        type_name: lrai_onnx::onnx_type_name(i.elem_type),
+                        type_name: i.type_name(),
                     })
                 })
                 .collect::<Result<Vec<_>>>()

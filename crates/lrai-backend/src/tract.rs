@@ -418,8 +418,23 @@ impl TractSession {
             Some(s) => s,
             None => cached.plan.spawn().map_err(|e| run_err(&self.name, e))?,
         };
-        let result = multithread_tract_scope(self.executor.clone(), || state.run(values));
-        let outs = result.map_err(|e| run_err(&self.name, e))?;
+        // tract can panic on inputs it doesn't validate (e.g. OneHot with out-of-range
+        // indices). Catch it here so a bad input is an error, not a crash; the state that
+        // panicked is dropped, the plan is immutable and stays usable.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            multithread_tract_scope(self.executor.clone(), || state.run(values))
+        }));
+        let outs = match result {
+            Ok(r) => r.map_err(|e| run_err(&self.name, e))?,
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".into());
+                return Err(run_err(&self.name, format!("tract panicked: {msg}")));
+            }
+        };
         cached
             .states
             .lock()

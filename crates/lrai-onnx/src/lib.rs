@@ -154,15 +154,27 @@ pub struct IoInfo {
     pub elem_type: i32,
     /// Declared dimensions; `None` when the file gives no shape at all.
     pub dims: Option<Vec<Dim>>,
+    /// What kind of value it is when not a plain tensor (`sequence`, `map`, `optional`,
+    /// `sparse tensor`, `opaque`); `None` for tensors.
+    pub non_tensor: Option<&'static str>,
 }
 
 impl IoInfo {
     fn from_value_info(v: &ValueInfoProto) -> IoInfo {
         use pb::type_proto::Value;
-        let tensor = v.r#type.as_ref().and_then(|t| match &t.value {
+        let value = v.r#type.as_ref().and_then(|t| t.value.as_ref());
+        let tensor = match value {
             Some(Value::TensorType(tt)) => Some(tt),
             _ => None,
-        });
+        };
+        let non_tensor = match value {
+            Some(Value::TensorType(_)) | None => None,
+            Some(Value::SequenceType(_)) => Some("sequence"),
+            Some(Value::MapType(_)) => Some("map"),
+            Some(Value::OptionalType(_)) => Some("optional"),
+            Some(Value::SparseTensorType(_)) => Some("sparse tensor"),
+            Some(Value::OpaqueType(_)) => Some("opaque"),
+        };
         let elem_type = tensor.and_then(|t| t.elem_type).unwrap_or(0);
         let dims = tensor.and_then(|t| t.shape.as_ref()).map(|s| {
             s.dim
@@ -181,6 +193,15 @@ impl IoInfo {
             name: v.name.clone().unwrap_or_default(),
             elem_type,
             dims,
+            non_tensor,
+        }
+    }
+
+    /// The declared type as text: `FLOAT`, or the value kind for non-tensors.
+    pub fn type_name(&self) -> String {
+        match self.non_tensor {
+            Some(kind) => kind.to_string(),
+            None => onnx_type_name(self.elem_type),
         }
     }
 
@@ -194,11 +215,14 @@ impl IoInfo {
     /// # Errors
     /// [`OnnxError::UnsupportedType`] when the element type has no LRAI datatype.
     pub fn to_spec(&self, role: &'static str) -> Result<TensorSpec> {
-        let dtype = self.dtype().ok_or_else(|| OnnxError::UnsupportedType {
-            role,
-            tensor: self.name.clone(),
-            type_name: onnx_type_name(self.elem_type),
-        })?;
+        let dtype = self
+            .dtype()
+            .filter(|_| self.non_tensor.is_none())
+            .ok_or_else(|| OnnxError::UnsupportedType {
+                role,
+                tensor: self.name.clone(),
+                type_name: self.type_name(),
+            })?;
         Ok(TensorSpec {
             name: self.name.clone(),
             dtype,
