@@ -1,26 +1,42 @@
 //! The batcher task and the [`Scheduler`] handle requests are submitted through.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lrai_exec::{Batch, InstancePool, JobOutput};
 use lrai_monitor::ModelMetrics;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::policy::{Decision, decide};
 use crate::queue::{Pending, Queue};
 use crate::{Request, Result, SchedConfig, SchedError, batch_key};
 
-/// Submits requests to one model version's batcher. Dropping it (or [`Scheduler::shutdown`])
-/// lets the batcher finish what is queued, then stops the instances.
+/// Submits requests to one model version's batcher. [`Scheduler::close`] (or dropping it)
+/// stops accepting and lets the batcher finish what is queued, then stop the instances;
+/// [`Scheduler::join`] waits for that.
 #[derive(Debug)]
 pub struct Scheduler {
     tx: mpsc::UnboundedSender<Pending>,
     counters: Arc<Vec<AtomicUsize>>,
     config: Arc<SchedConfig>,
     metrics: Arc<ModelMetrics>,
-    task: tokio::task::JoinHandle<()>,
+    closing: Arc<Closing>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The close signal: a flag `submit` reads without a lock, and a wake-up for the batcher.
+#[derive(Debug, Default)]
+struct Closing {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 impl Scheduler {
@@ -42,13 +58,41 @@ impl Scheduler {
         let config = Arc::new(config);
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = Queue::new(&config.model, Arc::clone(&counters), Arc::clone(&metrics));
-        let task = tokio::spawn(drive(rx, pool, queue, Arc::clone(&config)));
+        let closing = Arc::new(Closing::default());
+        let task = tokio::spawn(drive(
+            rx,
+            pool,
+            queue,
+            Arc::clone(&config),
+            Arc::clone(&closing),
+        ));
         Scheduler {
             tx,
             counters,
             config,
             metrics,
-            task,
+            closing,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// Stops accepting requests; queued ones still run.
+    pub fn close(&self) {
+        self.closing.flag.store(true, Ordering::Release);
+        self.closing.notify.notify_one();
+    }
+
+    /// Waits until the batcher has finished the queue and the instances have stopped
+    /// (after [`Scheduler::close`]). Only the first caller waits.
+    pub async fn join(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            // The batcher only ends by itself; a panic in it has been logged by tokio.
+            let _ = task.await;
         }
     }
 
@@ -86,6 +130,11 @@ impl Scheduler {
                 given: priority,
             });
         };
+        if self.closing.flag.load(Ordering::Acquire) {
+            return Err(SchedError::NotServing {
+                model: cfg.model.clone(),
+            });
+        }
         let (rows, shape_key) = batch_key(cfg, &req.inputs)?;
         let counter = &self.counters[level];
         let waiting = counter.fetch_add(1, Ordering::Relaxed);
@@ -140,9 +189,8 @@ impl Scheduler {
 
     /// Stops accepting, lets queued requests run, stops the instances, and waits.
     pub async fn shutdown(self) {
-        drop(self.tx);
-        // The batcher only ends by itself; a panic in it has been logged by tokio.
-        let _ = self.task.await;
+        self.close();
+        self.join().await;
     }
 }
 
@@ -152,6 +200,7 @@ async fn drive(
     mut pool: InstancePool<SchedError>,
     mut queue: Queue,
     config: Arc<SchedConfig>,
+    closing_signal: Arc<Closing>,
 ) {
     let mut idle: Option<usize> = None;
     let mut closing = false;
@@ -161,6 +210,7 @@ async fn drive(
         while let Ok(p) = rx.try_recv() {
             queue.push(p);
         }
+        closing |= closing_signal.flag.load(Ordering::Acquire);
         let now = Instant::now();
         queue.expire(now);
         if idle.is_none() {
@@ -200,6 +250,7 @@ async fn drive(
                 }
             },
             () = sleep, if wake.is_some() => {}
+            () = closing_signal.notify.notified(), if !closing => closing = true,
         }
         if closing && queue.is_empty() {
             break;
