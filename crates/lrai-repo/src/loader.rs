@@ -1,0 +1,476 @@
+//! Loading one model: read `config.pbtxt` (or none), pick versions by `version_policy`,
+//! build one backend session per instance, complete the config from the model, warm up
+//! every batch size the batcher may form, then start the instances and the scheduler.
+//! A version is published READY only after all of that succeeded.
+//!
+//! Everything here that blocks (file reads, session builds, warm-up runs) runs on
+//! `spawn_blocking` threads; the async runtime only awaits it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lrai_backend::{Backend, ModelSource, Session, SessionOptions};
+use lrai_core::Tensor;
+use lrai_core::random::{SplitMix64, random_tensor};
+use lrai_exec::{InstancePool, InstanceSpec, SessionFactory};
+use lrai_monitor::Metrics;
+use lrai_sched::{
+    BatchPolicy, QueuePolicy, SchedConfig, SchedError, Scheduler, TimeoutAction as SchedTimeout,
+};
+
+use crate::config::{
+    CompleteOptions, ConfigWarning, ModelConfig, TimeoutAction, VersionPolicy, WarmupData, complete,
+};
+use crate::handle::{ModelHandle, TensorMeta, meta_shape};
+use crate::{Backends, RepoError, Result};
+
+/// Settings that apply to every model the repository loads.
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    /// Session options (threads, optimisation); intra-op threads default to cores / instances.
+    pub session: SessionOptions,
+    /// max_batch_size given to batchable models without a config (Triton's default 4).
+    pub default_max_batch_size: u32,
+    /// Queue bound where the config sets none.
+    pub default_max_queue_size: usize,
+    /// First instance restart delay.
+    pub min_backoff: Duration,
+    /// Longest instance restart delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        LoadSettings {
+            session: SessionOptions::default(),
+            default_max_batch_size: crate::config::DEFAULT_MAX_BATCH_SIZE,
+            default_max_queue_size: lrai_sched::DEFAULT_MAX_QUEUE_SIZE,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The result of reading a model directory: config (if any) and versions to load.
+pub(crate) struct ModelDir {
+    pub(crate) config: Option<ModelConfig>,
+    pub(crate) versions: Vec<u64>,
+}
+
+fn files_err(model: &str, reason: String) -> RepoError {
+    RepoError::ModelFiles {
+        model: model.to_string(),
+        reason,
+    }
+}
+
+/// Reads `<root>/<name>`: its config.pbtxt and version directories (blocking).
+pub(crate) fn read_model_dir(root: &Path, name: &str) -> Result<ModelDir> {
+    let dir = root.join(name);
+    if !dir.is_dir() {
+        return Err(RepoError::ModelNotFound {
+            name: name.to_string(),
+            available: String::new(),
+        });
+    }
+    let config_path = dir.join("config.pbtxt");
+    let config = if config_path.is_file() {
+        let (config, warnings) = ModelConfig::from_file(&config_path, name)?;
+        log_warnings(name, &config_path, &warnings);
+        Some(config)
+    } else {
+        None
+    };
+    let mut found: Vec<u64> = fs_err::read_dir(&dir)
+        .map_err(|e| files_err(name, e.to_string()))?
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
+        .collect();
+    found.sort_unstable();
+    if found.is_empty() {
+        return Err(files_err(
+            name,
+            format!(
+                "no version directories in '{}' (expected {name}/1/model.onnx)",
+                dir.display()
+            ),
+        ));
+    }
+    let policy = config
+        .as_ref()
+        .map(|c| c.version_policy.clone())
+        .unwrap_or_default();
+    let versions = match policy {
+        VersionPolicy::All => found,
+        VersionPolicy::Latest { num_versions } => {
+            let n = usize::try_from(num_versions.max(1)).unwrap_or(1);
+            found[found.len().saturating_sub(n)..].to_vec()
+        }
+        VersionPolicy::Specific { versions } => {
+            let mut out = Vec::new();
+            for v in versions {
+                let v = u64::try_from(v).ok().filter(|v| found.contains(v)).ok_or_else(|| {
+                    files_err(name, format!("version_policy asks for version {v}, which has no directory (found {found:?})"))
+                })?;
+                out.push(v);
+            }
+            out
+        }
+    };
+    Ok(ModelDir { config, versions })
+}
+
+fn log_warnings(model: &str, path: &Path, warnings: &[ConfigWarning]) {
+    for w in warnings {
+        tracing::warn!(model, file = %path.display(), "{w}");
+    }
+}
+
+/// Everything needed to load one version; cloned into blocking tasks.
+pub(crate) struct VersionJob {
+    pub(crate) root: PathBuf,
+    pub(crate) name: String,
+    pub(crate) version: u64,
+    pub(crate) config: Option<ModelConfig>,
+    pub(crate) backends: Backends,
+    pub(crate) settings: LoadSettings,
+    pub(crate) metrics: Metrics,
+}
+
+/// What the blocking part builds: sessions and the effective config.
+struct Built {
+    config: ModelConfig,
+    sessions: Vec<Arc<dyn Session>>,
+    factory: SessionFactory,
+    backend: Arc<dyn Backend>,
+}
+
+/// Loads one version: blocking part on a blocking thread, then the pool and scheduler.
+pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
+    let started = Instant::now();
+    let name = job.name.clone();
+    let version = job.version;
+    let settings = job.settings.clone();
+    let metrics = job.metrics.clone();
+    let built = tokio::task::spawn_blocking(move || build_sessions(&job))
+        .await
+        .map_err(|e| RepoError::LoadPanicked {
+            model: name.clone(),
+            version,
+            reason: e.to_string(),
+        })??;
+    let mm = metrics.model(&name, &version.to_string());
+    let config = Arc::new(built.config);
+    let batching = config.max_batch() > 0;
+    let spec = InstanceSpec {
+        model: name.clone(),
+        factory: built.factory,
+        batching,
+        min_backoff: settings.min_backoff,
+        max_backoff: settings.max_backoff,
+        metrics: Arc::clone(&mm),
+    };
+    let sessions = built.sessions;
+    let pool =
+        InstancePool::<SchedError>::start(&spec, sessions).map_err(|e| RepoError::ModelFiles {
+            model: name.clone(),
+            reason: format!("cannot start instance threads: {e}"),
+        })?;
+    let scheduler = Scheduler::start(
+        sched_config(&name, &config, &settings),
+        pool,
+        Arc::clone(&mm),
+    );
+    let inputs = config
+        .input
+        .iter()
+        .map(|i| TensorMeta {
+            name: i.name.clone(),
+            datatype: i.data_type,
+            shape: meta_shape(&i.dims, batching),
+        })
+        .collect();
+    let outputs = config
+        .output
+        .iter()
+        .map(|o| TensorMeta {
+            name: o.name.clone(),
+            datatype: o.data_type,
+            shape: meta_shape(&o.dims, batching),
+        })
+        .collect();
+    let took = started.elapsed();
+    mm.loaded(took);
+    let backend = built.backend.kind();
+    tracing::info!(model = %name, version, backend = %backend, max_batch_size = config.max_batch(), instances = config.instance_group.iter().map(|g| g.count).sum::<u32>(), load_ms = took.as_millis(), "model ready");
+    Ok(Arc::new(ModelHandle {
+        name,
+        version,
+        config,
+        inputs,
+        outputs,
+        backend,
+        scheduler,
+        metrics: mm,
+    }))
+}
+
+fn build_sessions(job: &VersionJob) -> Result<Built> {
+    let name = &job.name;
+    let default_filename = job
+        .config
+        .as_ref()
+        .map(|c| c.default_model_filename.clone())
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "model.onnx".to_string());
+    let path = job
+        .root
+        .join(name)
+        .join(job.version.to_string())
+        .join(&default_filename);
+    if !path.is_file() {
+        return Err(files_err(
+            name,
+            format!("model file '{}' is missing", path.display()),
+        ));
+    }
+    let source = ModelSource::from_path(&path)
+        .map_err(|source| RepoError::Backend {
+            model: name.clone(),
+            version: job.version,
+            source,
+        })?
+        .with_name(name);
+    let wanted = job
+        .config
+        .as_ref()
+        .and_then(|c| c.parameter("lrai.backend"))
+        .map(str::to_string);
+    let backend = job.backends.pick(name, wanted.as_deref())?;
+    // Threads: the configured count, or the cores shared among this model's instances.
+    let instances: u32 = job.config.as_ref().map_or(1, |c| {
+        c.instance_group.iter().map(|g| g.count).sum::<u32>().max(1)
+    });
+    let mut options = job.settings.session.clone();
+    if options.intra_op_threads.is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        options.intra_op_threads =
+            Some((cores / usize::try_from(instances).unwrap_or(1).max(1)).max(1));
+    }
+    options.max_cached_plans = options.max_cached_plans.max(24);
+    let load = |b: &Arc<dyn Backend>| {
+        b.load(&source, &options)
+            .map_err(|source| RepoError::Backend {
+                model: name.clone(),
+                version: job.version,
+                source,
+            })
+    };
+    let first = load(&backend)?;
+    let (config, warnings) = complete(
+        job.config.clone(),
+        name,
+        first.inputs(),
+        first.outputs(),
+        &CompleteOptions {
+            default_max_batch_size: job.settings.default_max_batch_size,
+        },
+    )?;
+    log_warnings(name, &path, &warnings);
+    let count: u32 = config
+        .instance_group
+        .iter()
+        .map(|g| g.count)
+        .sum::<u32>()
+        .max(1);
+    let mut sessions = vec![first];
+    for _ in 1..count {
+        sessions.push(load(&backend)?);
+    }
+    for s in &sessions {
+        warm_up(&config, &job.root.join(name), s.as_ref()).map_err(|reason| RepoError::Warmup {
+            model: name.clone(),
+            version: job.version,
+            reason,
+        })?;
+    }
+    let factory_backend = Arc::clone(&backend);
+    let factory: SessionFactory = Arc::new(move || factory_backend.load(&source, &options));
+    Ok(Built {
+        config,
+        sessions,
+        factory,
+        backend,
+    })
+}
+
+/// Batch sizes to warm: every size up to 8, powers of two, preferred sizes and the max.
+/// tract compiles a plan per shape, so each size the batcher may form is compiled before
+/// READY; sizes not listed here compile on first use.
+fn warm_sizes(config: &ModelConfig) -> Vec<usize> {
+    let max = usize::try_from(config.max_batch()).unwrap_or(0);
+    if max == 0 {
+        return vec![0];
+    }
+    let mut sizes: Vec<usize> = (1..=max.min(8)).collect();
+    let mut p = 16;
+    while p <= max {
+        sizes.push(p);
+        p *= 2;
+    }
+    sizes.push(max);
+    if let Some(db) = &config.dynamic_batching {
+        sizes.extend(
+            db.preferred_batch_size
+                .iter()
+                .filter_map(|&s| usize::try_from(s).ok())
+                .filter(|&s| s > 0 && s <= max),
+        );
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// Runs warm-up requests on one session: the config's `model_warmup` when given,
+/// otherwise zeros at every size of [`warm_sizes`] (free dims set to 1).
+fn warm_up(
+    config: &ModelConfig,
+    model_dir: &Path,
+    session: &dyn Session,
+) -> std::result::Result<(), String> {
+    let batching = config.max_batch() > 0;
+    if !config.model_warmup.is_empty() {
+        for w in &config.model_warmup {
+            let rows = usize::try_from(w.batch_size.max(1)).unwrap_or(1);
+            let mut rng = SplitMix64::new(0);
+            let mut inputs = Vec::new();
+            for (name, wi) in &w.inputs {
+                let mut shape: Vec<usize> = if batching { vec![rows] } else { Vec::new() };
+                shape.extend(wi.dims.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
+                let t = match &wi.data {
+                    WarmupData::Zero => Tensor::zeros(wi.data_type, shape),
+                    WarmupData::Random => random_tensor(wi.data_type, shape, &mut rng),
+                    WarmupData::File(f) => {
+                        let bytes = fs_err::read(model_dir.join("warmup").join(f))
+                            .map_err(|e| e.to_string())?;
+                        Tensor::new(wi.data_type, shape, bytes.into())
+                    }
+                }
+                .map_err(|e| format!("warm-up '{}' input '{name}': {e}", w.name))?;
+                inputs.push((name.clone(), reshape_for_model(config, name, t)));
+            }
+            for _ in 0..w.count.max(1) {
+                session
+                    .run(&inputs)
+                    .map_err(|e| format!("warm-up '{}': {e}", w.name))?;
+            }
+        }
+        return Ok(());
+    }
+    for rows in warm_sizes(config) {
+        let mut inputs = Vec::with_capacity(config.input.len());
+        for i in config.input.iter().filter(|i| !i.optional) {
+            let mut shape: Vec<usize> = if batching { vec![rows] } else { Vec::new() };
+            shape.extend(i.dims.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
+            let t = Tensor::zeros(i.data_type, shape).map_err(|e| e.to_string())?;
+            inputs.push((i.name.clone(), reshape_for_model(config, &i.name, t)));
+        }
+        session
+            .run(&inputs)
+            .map_err(|e| format!("warm-up at batch size {rows}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Applies the config's `reshape` for an input, as requests get it.
+fn reshape_for_model(config: &ModelConfig, name: &str, t: Tensor) -> Tensor {
+    let Some(r) = config.input(name).and_then(|i| i.reshape.clone()) else {
+        return t;
+    };
+    let mut target: Vec<usize> = Vec::with_capacity(r.len() + 1);
+    if config.max_batch() > 0 {
+        target.push(t.shape().first().copied().unwrap_or(1));
+    }
+    target.extend(r.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
+    let fallback = t.clone();
+    t.reshape(target).unwrap_or(fallback)
+}
+
+/// The scheduler settings from the effective config.
+pub(crate) fn sched_config(
+    name: &str,
+    config: &ModelConfig,
+    settings: &LoadSettings,
+) -> SchedConfig {
+    let max = usize::try_from(config.max_batch()).unwrap_or(0);
+    let Some(db) = &config.dynamic_batching else {
+        let mut c = SchedConfig::simple(
+            name,
+            BatchPolicy {
+                max_batch_size: max,
+                ..BatchPolicy::unbatched()
+            },
+        );
+        c.levels[0].max_queue_size = settings.default_max_queue_size;
+        return c;
+    };
+    let policy = BatchPolicy {
+        max_batch_size: max,
+        dynamic: max > 0,
+        preferred_batch_sizes: db
+            .preferred_batch_size
+            .iter()
+            .filter_map(|&s| usize::try_from(s).ok())
+            .collect(),
+        max_queue_delay: db.max_queue_delay(),
+    };
+    let levels = usize::try_from(db.priority_levels.max(1)).unwrap_or(1);
+    let level_policies = (1..=levels)
+        .map(|l| {
+            let q = db.queue_policy(u64::try_from(l).unwrap_or(1));
+            QueuePolicy {
+                timeout_action: match q.timeout_action {
+                    TimeoutAction::Reject => SchedTimeout::Reject,
+                    TimeoutAction::Delay => SchedTimeout::Delay,
+                },
+                default_timeout: q.default_timeout(),
+                allow_timeout_override: q.allow_timeout_override,
+                max_queue_size: if q.max_queue_size == 0 {
+                    settings.default_max_queue_size
+                } else {
+                    usize::try_from(q.max_queue_size).unwrap_or(usize::MAX)
+                },
+            }
+        })
+        .collect();
+    let default_priority = if db.default_priority_level == 0 {
+        u32::try_from(levels.div_ceil(2)).unwrap_or(1)
+    } else {
+        u32::try_from(db.default_priority_level).unwrap_or(1)
+    };
+    SchedConfig {
+        model: name.to_string(),
+        policy,
+        default_priority,
+        levels: level_policies,
+    }
+}
+
+/// Model names in a repository directory (blocking).
+pub(crate) fn list_models(root: &Path) -> Result<Vec<String>> {
+    let entries = fs_err::read_dir(root).map_err(|e| RepoError::Repository {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
