@@ -79,3 +79,95 @@ impl BackendArgs {
         }
     }
 }
+
+/// `lrai serve`: the server's configuration. Tests build it with [`ServeConfig::for_tests`].
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// The model repository: <model>/config.pbtxt and <model>/<version>/model.onnx
+    /// (Triton's layout).
+    #[arg(long, env = "LRAI_MODEL_REPOSITORY", default_value = "examples/models")]
+    pub model_repository: PathBuf,
+
+    /// Address the listeners bind to.
+    #[arg(long, env = "LRAI_ADDRESS", default_value = "0.0.0.0")]
+    pub address: std::net::IpAddr,
+
+    /// HTTP port (KServe v2 REST); 0 picks a free port.
+    #[arg(long, env = "LRAI_HTTP_PORT", default_value_t = 8000)]
+    pub http_port: u16,
+
+    /// gRPC port (inference.GRPCInferenceService); 0 picks a free port.
+    #[arg(long, env = "LRAI_GRPC_PORT", default_value_t = 8001)]
+    pub grpc_port: u16,
+
+    /// Prometheus metrics port (/metrics); 0 picks a free port.
+    #[arg(long, env = "LRAI_METRICS_PORT", default_value_t = 8002)]
+    pub metrics_port: u16,
+
+    /// none: load every model at start, no load/unload API; explicit: load the
+    /// --load-model models (all when none given) and allow the API to load/unload.
+    #[arg(long, env = "LRAI_MODEL_CONTROL_MODE", default_value = "explicit", value_parser = ["none", "explicit"])]
+    pub model_control_mode: String,
+
+    /// Model to load at start (repeatable); default: every model in the repository.
+    #[arg(long = "load-model", env = "LRAI_LOAD_MODELS", value_delimiter = ',')]
+    pub load_models: Vec<String>,
+
+    /// Models loading at once at start.
+    #[arg(long, env = "LRAI_LOAD_PARALLELISM", default_value_t = 2)]
+    pub load_parallelism: usize,
+
+    /// max_batch_size given to batchable models that have no config.pbtxt (Triton's
+    /// default-max-batch-size).
+    #[arg(long, env = "LRAI_DEFAULT_MAX_BATCH_SIZE", default_value_t = 4)]
+    pub default_max_batch_size: u32,
+
+    /// Queue bound per model and priority level where config.pbtxt sets none.
+    #[arg(long, env = "LRAI_MAX_QUEUE_SIZE", default_value_t = 1024)]
+    pub max_queue_size: usize,
+
+    /// Largest HTTP request body in bytes (and gRPC message).
+    #[arg(long, env = "LRAI_HTTP_MAX_BODY_BYTES", default_value_t = 64 << 20)]
+    pub http_max_body_bytes: usize,
+
+    /// Most elements in one request tensor.
+    #[arg(long, env = "LRAI_MAX_TENSOR_ELEMENTS", default_value_t = 64 << 20)]
+    pub max_tensor_elements: usize,
+
+    /// Backend selection and session options.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// Backends registered by tests (e.g. a fake one), by the name config.pbtxt uses.
+    #[arg(skip)]
+    pub extra_backends: Vec<(String, std::sync::Arc<dyn lrai_backend::Backend>)>,
+}
+
+impl ServeConfig {
+    /// Loopback, port 0 everywhere, tract, one intra-op thread: for tests.
+    pub fn for_tests(repo: &std::path::Path) -> ServeConfig {
+        ServeConfig {
+            model_repository: repo.to_path_buf(),
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            http_port: 0,
+            grpc_port: 0,
+            metrics_port: 0,
+            model_control_mode: "explicit".into(),
+            load_models: Vec::new(),
+            load_parallelism: 2,
+            default_max_batch_size: 4,
+            max_queue_size: 1024,
+            http_max_body_bytes: 64 << 20,
+            max_tensor_elements: 64 << 20,
+            backend: BackendArgs {
+                backend: BackendChoice::Only(lrai_backend::BackendKind::Tract),
+                ort_lib: None,
+                intra_op_threads: Some(1),
+                inter_op_threads: None,
+                graph_optimization: OptimizationLevel::All,
+                execution_providers: Vec::new(),
+            },
+            extra_backends: Vec::new(),
+        }
+    }
+}

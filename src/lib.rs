@@ -1,6 +1,209 @@
-//! The `lrai` package: the composition root under the `lrai` binary. It turns command-line
-//! configuration into the library crates' own config structs and wires them together;
-//! logic worth testing lives in the crates (`lrai-core`, `lrai-onnx`, `lrai-backend`, …),
-//! not here.
+//! The `lrai` package: the composition root under the `lrai` binary. [`serve`] turns a
+//! [`config::ServeConfig`] into the layers' own config structs and wires them together:
+//! backends → repository (which loads models onto exec instances and schedulers) →
+//! HTTP, gRPC and metrics listeners. Logic worth testing lives in the crates
+//! (`lrai-core`, `lrai-backend`, `lrai-exec`, `lrai-sched`, `lrai-repo`,
+//! `lrai-protocol`, `lrai-monitor`), not here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lrai_backend::{BackendChoice, BackendKind, create_kind};
+use lrai_monitor::Metrics;
+use lrai_protocol::server::{FrontConfig, ServerState, grpc_service, http_router, metrics_router};
+use lrai_repo::{Backends, ControlMode, LoadSettings, RepoConfig, Repository};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub mod config;
+
+use config::ServeConfig;
+
+/// A server that is listening; models load in the background.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Bound metrics address.
+    pub metrics_addr: SocketAddr,
+    state: Arc<ServerState>,
+    repo: Arc<Repository>,
+    stop: watch::Sender<bool>,
+    loaded: watch::Receiver<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Waits until the startup models have been loaded (or failed to).
+    pub async fn wait_loaded(&self) {
+        let mut rx = self.loaded.clone();
+        // Err only if the loader task vanished, which also means it is done.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// The model repository.
+    pub fn repository(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests and queued work,
+    /// stop the model instances.
+    pub async fn shutdown(self) {
+        self.state.begin_shutdown();
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.repo.shutdown().await;
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Builds the backends: the default one (`--backend`), plus every other backend that is
+/// available, so a model's `lrai.backend` parameter can pick it.
+fn build_backends(config: &ServeConfig) -> anyhow::Result<Backends> {
+    let bc = config.backend.backend_config();
+    let default = lrai_backend::create_backend(&bc).context("cannot create the default backend")?;
+    let mut backends = Backends::new(Arc::clone(&default));
+    for kind in [BackendKind::Tract, BackendKind::OnnxRuntime] {
+        if kind == default.kind() {
+            continue;
+        }
+        // Locating ONNX Runtime asks python3: only try when the user allowed it.
+        if kind == BackendKind::OnnxRuntime
+            && bc.choice == BackendChoice::Only(BackendKind::Tract)
+            && bc.ort_candidates.is_empty()
+        {
+            backends = backends.without(
+                kind.as_str(),
+                "the server runs with --backend tract; pass --ort-lib to also offer onnxruntime",
+            );
+            continue;
+        }
+        match create_kind(kind, &bc) {
+            Ok(b) => backends = backends.with(kind.as_str(), b),
+            Err(e) => backends = backends.without(kind.as_str(), &e.to_string()),
+        }
+    }
+    for (name, b) in &config.extra_backends {
+        backends = backends.with(name, Arc::clone(b));
+    }
+    Ok(backends)
+}
+
+async fn bind(config: &ServeConfig, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    let addr = SocketAddr::new(config.address, port);
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the {what} listener to {addr}; is another server using it? choose another with --{what}-port"))
+}
+
+/// Starts the server: binds the three listeners, starts serving, and loads the startup
+/// models in the background (readiness turns true when they are loaded).
+///
+/// # Errors
+/// When a listener can't bind, the repository can't be opened, or no backend can be made.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    let metrics = Metrics::new().context("cannot create the metrics registry")?;
+    let backends = build_backends(&config)?;
+    let control = if config.model_control_mode == "none" {
+        ControlMode::None
+    } else {
+        ControlMode::Explicit
+    };
+    let repo_config = RepoConfig {
+        root: config.model_repository.clone(),
+        control,
+        startup_models: config.load_models.clone(),
+        load_parallelism: config.load_parallelism,
+        load: LoadSettings {
+            session: config.backend.session_options(),
+            default_max_batch_size: config.default_max_batch_size,
+            default_max_queue_size: config.max_queue_size,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        },
+    };
+    let repo = Arc::new(Repository::open(repo_config, backends, metrics.clone())?);
+    let front = FrontConfig {
+        max_body_bytes: config.http_max_body_bytes,
+        max_grpc_message_bytes: config.http_max_body_bytes,
+        limits: lrai_protocol::Limits {
+            max_elements: config.max_tensor_elements,
+        },
+        ..FrontConfig::default()
+    };
+    let state = ServerState::new(Arc::clone(&repo), metrics.clone(), front);
+
+    let http = bind(&config, config.http_port, "http").await?;
+    let grpc = bind(&config, config.grpc_port, "grpc").await?;
+    let prom = bind(&config, config.metrics_port, "metrics").await?;
+    let (http_addr, grpc_addr, metrics_addr) =
+        (http.local_addr()?, grpc.local_addr()?, prom.local_addr()?);
+    let (stop, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut tasks = Vec::new();
+    let app = http_router(Arc::clone(&state));
+    let rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(http, app)
+            .with_graceful_shutdown(stopped(rx))
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    let svc = grpc_service(Arc::clone(&state));
+    let rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, stopped(rx))
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    }));
+    let rx = stop_rx;
+    let metrics_app = metrics_router(metrics);
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(prom, metrics_app)
+            .with_graceful_shutdown(stopped(rx))
+            .await
+        {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    }));
+
+    let (loaded_tx, loaded) = watch::channel(false);
+    let loader_repo = Arc::clone(&repo);
+    tokio::spawn(async move {
+        if let Err(e) = loader_repo.load_startup().await {
+            tracing::error!(error = %e, "cannot load the model repository");
+        }
+        let ready = loader_repo.index(true).len();
+        tracing::info!(models_ready = ready, "startup models loaded");
+        let _ = loaded_tx.send(true);
+    });
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, metrics = %metrics_addr, repository = %config.model_repository.display(), "listening");
+    Ok(RunningServer {
+        http_addr,
+        grpc_addr,
+        metrics_addr,
+        state,
+        repo,
+        stop,
+        loaded,
+        tasks,
+    })
+}

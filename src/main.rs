@@ -20,6 +20,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve a model repository over KServe v2 HTTP and gRPC (Triton-compatible), with
+    /// Prometheus metrics.
+    Serve(Box<lrai::config::ServeConfig>),
     /// Show what an ONNX model declares and whether each backend can load it.
     Inspect(cmd::inspect::InspectArgs),
     /// Run a model once (or repeatedly, timed) on inputs from files or random data.
@@ -33,6 +36,7 @@ fn main() {
         std::process::exit(1);
     }
     let result = match cli.command {
+        Command::Serve(config) => cmd::serve::run(*config),
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Run(args) => cmd::run::run(&args),
     };

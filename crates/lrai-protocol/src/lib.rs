@@ -22,6 +22,8 @@
 pub mod error;
 pub mod infer;
 pub mod kserve;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use error::{ProtocolError, Result, Role, TensorRef};
 pub use infer::{

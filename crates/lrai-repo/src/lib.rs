@@ -24,7 +24,11 @@ mod loader;
 mod repository;
 
 pub use handle::{ModelHandle, TensorMeta};
+// The errors a request can come back with, so the protocol layer can map each to a status.
 pub use loader::LoadSettings;
+pub use lrai_backend::BackendError;
+pub use lrai_exec::ExecError;
+pub use lrai_sched::SchedError;
 pub use repository::{Backends, ControlMode, IndexEntry, RepoConfig, Repository, VersionState};
 
 use config::{Pos, TensorRole};

@@ -1,0 +1,250 @@
+//! What both protocols do, written once: the HTTP handlers and the gRPC service are thin
+//! adapters that decode, call one of these, and encode (qdrant's `do_upsert_points`
+//! pattern). Input checks against the model happen here, in `ModelHandle::check_inputs`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lrai_monitor::{ModelStatsSnapshot, Protocol, RequestStatus};
+use lrai_repo::{ControlMode, ModelHandle, RepoError, TensorMeta};
+
+use crate::kserve::{
+    InferBatchStatistics, InferStatistics, ModelMetadata, ModelStatistics, ModelStatisticsResponse,
+    RepositoryIndexEntry, ServerMetadata, StatisticDuration, TensorMetadata,
+};
+use crate::server::ServerState;
+use crate::server::error::{Result, ServerError};
+use crate::{InferRequest, InferResponse};
+
+/// Extensions advertised in server metadata: what tritonclient and perf_analyzer may use.
+pub(crate) const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_configuration",
+    "model_repository",
+    "model_repository(unload_dependents)",
+    "schedule_policy",
+    "statistics",
+    "parameters",
+];
+
+pub(crate) fn server_metadata(state: &ServerState) -> ServerMetadata {
+    ServerMetadata {
+        name: state.config.server_name.clone(),
+        version: state.config.server_version.clone(),
+        extensions: EXTENSIONS.iter().map(|s| (*s).to_string()).collect(),
+    }
+}
+
+fn version_arg(version: &str) -> Option<&str> {
+    Some(version).filter(|v| !v.is_empty())
+}
+
+pub(crate) fn handle(state: &ServerState, name: &str, version: &str) -> Result<Arc<ModelHandle>> {
+    Ok(state.repo.get(name, version_arg(version))?)
+}
+
+fn tensor_meta(t: &TensorMeta) -> TensorMetadata {
+    TensorMetadata {
+        name: t.name.clone(),
+        datatype: t.datatype.as_kserve().to_string(),
+        shape: t.shape.clone(),
+    }
+}
+
+pub(crate) fn model_metadata(
+    state: &ServerState,
+    name: &str,
+    version: &str,
+) -> Result<ModelMetadata> {
+    let h = handle(state, name, version)?;
+    let versions = state
+        .repo
+        .index(true)
+        .into_iter()
+        .filter(|e| e.name == name)
+        .map(|e| e.version)
+        .collect();
+    Ok(ModelMetadata {
+        name: h.name().to_string(),
+        versions,
+        platform: h.config().platform.clone(),
+        inputs: h.inputs().iter().map(tensor_meta).collect(),
+        outputs: h.outputs().iter().map(tensor_meta).collect(),
+    })
+}
+
+pub(crate) fn model_ready(state: &ServerState, name: &str, version: &str) -> bool {
+    state.repo.get(name, version_arg(version)).is_ok()
+}
+
+pub(crate) fn server_ready(state: &ServerState) -> bool {
+    !state.is_shutting_down() && state.repo.all_ready()
+}
+
+/// Runs one inference; returns the request back (its outputs list and parameters decide
+/// the encoding) with the response.
+pub(crate) async fn infer(
+    state: &ServerState,
+    mut req: InferRequest,
+    protocol: Protocol,
+) -> Result<(InferRequest, InferResponse)> {
+    if state.is_shutting_down() {
+        return Err(ServerError::ShuttingDown);
+    }
+    let started = Instant::now();
+    let h = handle(state, &req.model_name, &req.model_version)?;
+    let metrics = Arc::clone(h.metrics());
+    metrics.inflight_delta(1);
+    let result = run(&h, &mut req).await;
+    metrics.inflight_delta(-1);
+    match &result {
+        Ok(_) => metrics.request_done(protocol, RequestStatus::Ok, None, started.elapsed()),
+        Err(e) => {
+            let (status, reason) = e.metric_labels();
+            metrics.request_done(protocol, status, Some(reason), started.elapsed());
+        }
+    }
+    let outputs = result?;
+    let resp = InferResponse {
+        model_name: h.name().to_string(),
+        model_version: h.version().to_string(),
+        id: req.id.clone(),
+        outputs,
+        parameters: Default::default(),
+    };
+    Ok((req, resp))
+}
+
+async fn run(h: &ModelHandle, req: &mut InferRequest) -> Result<Vec<(String, lrai_core::Tensor)>> {
+    for o in &req.outputs {
+        if !h.outputs().iter().any(|m| m.name == o.name) {
+            return Err(ServerError::UnknownOutput {
+                model: h.name().to_string(),
+                output: o.name.clone(),
+                available: h
+                    .outputs()
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    let inputs = std::mem::take(&mut req.inputs)
+        .into_iter()
+        .map(|i| (i.name, i.tensor))
+        .collect();
+    let inputs = h.check_inputs(inputs)?;
+    let span =
+        tracing::debug_span!("infer", model = %h.name(), version = h.version(), id = %req.id);
+    let timeout = req.parameters.timeout_us.map(Duration::from_micros);
+    let out = h
+        .infer(inputs, req.parameters.priority, timeout, span)
+        .await?;
+    Ok(out.outputs)
+}
+
+fn dur(d: lrai_monitor::StatDuration) -> StatisticDuration {
+    StatisticDuration {
+        count: d.count,
+        ns: d.ns,
+    }
+}
+
+fn stats_of(s: ModelStatsSnapshot) -> ModelStatistics {
+    ModelStatistics {
+        name: s.name,
+        version: s.version,
+        last_inference: s.last_inference_ms,
+        inference_count: s.inference_count,
+        execution_count: s.execution_count,
+        inference_stats: InferStatistics {
+            success: dur(s.success),
+            fail: dur(s.fail),
+            queue: dur(s.queue),
+            compute_input: dur(s.compute_input),
+            compute_infer: dur(s.compute_infer),
+            compute_output: dur(s.compute_output),
+            ..InferStatistics::default()
+        },
+        batch_stats: s
+            .batch_stats
+            .into_iter()
+            .map(|b| InferBatchStatistics {
+                batch_size: b.batch_size as u64,
+                compute_input: dur(b.compute_input),
+                compute_infer: dur(b.compute_infer),
+                compute_output: dur(b.compute_output),
+            })
+            .collect(),
+        ..ModelStatistics::default()
+    }
+}
+
+/// Statistics of every READY version, of one model, or of one version.
+pub(crate) fn statistics(
+    state: &ServerState,
+    name: Option<&str>,
+    version: &str,
+) -> Result<ModelStatisticsResponse> {
+    let handles: Vec<Arc<ModelHandle>> = match name {
+        None => state.repo.ready(),
+        Some(n) if version.is_empty() => {
+            let all: Vec<_> = state
+                .repo
+                .ready()
+                .into_iter()
+                .filter(|h| h.name() == n)
+                .collect();
+            if all.is_empty() {
+                // Reuse the repository's error (not found vs not ready).
+                vec![handle(state, n, "")?]
+            } else {
+                all
+            }
+        }
+        Some(n) => vec![handle(state, n, version)?],
+    };
+    Ok(ModelStatisticsResponse {
+        model_stats: handles
+            .iter()
+            .map(|h| stats_of(h.metrics().snapshot()))
+            .collect(),
+    })
+}
+
+pub(crate) fn config_json(
+    state: &ServerState,
+    name: &str,
+    version: &str,
+) -> Result<serde_json::Value> {
+    Ok(handle(state, name, version)?.config().to_triton_json())
+}
+
+pub(crate) fn index(state: &ServerState, ready_only: bool) -> Vec<RepositoryIndexEntry> {
+    state
+        .repo
+        .index(ready_only)
+        .into_iter()
+        .map(|e| RepositoryIndexEntry {
+            name: e.name,
+            version: Some(e.version).filter(|v| !v.is_empty()),
+            state: e.state.as_str().to_string(),
+            reason: e.reason,
+        })
+        .collect()
+}
+
+pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
+    if state.repo.control_mode() == ControlMode::None {
+        return Err(RepoError::ControlDisabled.into());
+    }
+    Ok(state.repo.load_model(name).await?)
+}
+
+pub(crate) async fn unload(state: &ServerState, name: &str) -> Result<()> {
+    if state.repo.control_mode() == ControlMode::None {
+        return Err(RepoError::ControlDisabled.into());
+    }
+    Ok(state.repo.unload_model(name).await?)
+}

@@ -1,0 +1,263 @@
+//! The one edge mapping: every error a request can meet becomes an HTTP status, a gRPC
+//! code and a `{"error": "..."}` body, following Triton's table (NOT_FOUND→404,
+//! UNAVAILABLE→503, INTERNAL→500, UNSUPPORTED→501, everything else→400). Matches are
+//! exhaustive, so a new error variant does not compile until someone picks its status.
+
+use axum::http::StatusCode;
+use lrai_monitor::{FailureReason, RequestStatus};
+use lrai_repo::{BackendError, ExecError, RepoError, SchedError};
+
+use crate::ProtocolError;
+
+/// Everything a request to the server can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The request is malformed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Repository, model, input or scheduling error.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The body is larger than the configured limit.
+    #[error(
+        "request body is larger than the limit of {limit} bytes; raise --http-max-body-bytes or send less"
+    )]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body could not be read.
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    /// A header holds a bad value.
+    #[error("header '{name}': {reason}")]
+    Header {
+        /// Header name.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Raw binary requests need a model with exactly one input.
+    #[error(
+        "model '{model}' has {inputs} inputs; a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one"
+    )]
+    RawBinaryInputs {
+        /// Model name.
+        model: String,
+        /// Its inputs.
+        inputs: usize,
+    },
+    /// A requested output the model doesn't have.
+    #[error("model '{model}' has no output '{output}' (outputs: {available})")]
+    UnknownOutput {
+        /// Model name.
+        model: String,
+        /// Requested name.
+        output: String,
+        /// Outputs, comma-separated.
+        available: String,
+    },
+    /// Route not served.
+    #[error("not found: {0}")]
+    NoRoute(String),
+    /// A request body that isn't the expected JSON.
+    #[error("malformed request body: {0}")]
+    BadJson(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down; retry on another replica")]
+    ShuttingDown,
+}
+
+/// Triton's status classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// 400 / INVALID_ARGUMENT.
+    Invalid,
+    /// 404 / NOT_FOUND.
+    NotFound,
+    /// 503 / UNAVAILABLE.
+    Unavailable,
+    /// 500 / INTERNAL.
+    Internal,
+    /// 501 / UNIMPLEMENTED.
+    Unsupported,
+    /// 413 / RESOURCE_EXHAUSTED.
+    TooLarge,
+}
+
+fn protocol_class(e: &ProtocolError) -> Class {
+    match e {
+        ProtocolError::Unsupported { .. } => Class::Unsupported,
+        ProtocolError::Json { .. }
+        | ProtocolError::TrailingData { .. }
+        | ProtocolError::MissingField { .. }
+        | ProtocolError::UnknownDatatype { .. }
+        | ProtocolError::HalfInJson { .. }
+        | ProtocolError::ElementCount { .. }
+        | ProtocolError::TooManyElements { .. }
+        | ProtocolError::BadShape { .. }
+        | ProtocolError::BinarySize { .. }
+        | ProtocolError::BinaryTotal { .. }
+        | ProtocolError::BinaryWithoutHeader { .. }
+        | ProtocolError::HeaderLength { .. }
+        | ProtocolError::ConflictingData { .. }
+        | ProtocolError::NoData { .. }
+        | ProtocolError::RawCount { .. }
+        | ProtocolError::ContentsField { .. }
+        | ProtocolError::HalfInContents { .. }
+        | ProtocolError::ValueRange { .. }
+        | ProtocolError::Tensor { .. }
+        | ProtocolError::RawBinary { .. }
+        | ProtocolError::DuplicateTensor { .. }
+        | ProtocolError::BadParameter { .. }
+        | ProtocolError::ReservedParameter { .. }
+        | ProtocolError::UnknownOutput { .. }
+        | ProtocolError::NonUtf8Bytes { .. } => Class::Invalid,
+    }
+}
+
+fn exec_class(e: &ExecError) -> Class {
+    match e {
+        ExecError::Backend(_) | ExecError::InstanceCrashed { .. } | ExecError::Split { .. } => {
+            Class::Internal
+        }
+        ExecError::ShuttingDown { .. } => Class::Unavailable,
+    }
+}
+
+fn sched_class(e: &SchedError) -> Class {
+    match e {
+        SchedError::QueueFull { .. }
+        | SchedError::Timeout { .. }
+        | SchedError::NotServing { .. } => Class::Unavailable,
+        SchedError::BadPriority { .. } | SchedError::BatchDim { .. } => Class::Invalid,
+        SchedError::Exec(e) => exec_class(e),
+    }
+}
+
+fn backend_class(e: &BackendError) -> Class {
+    match e {
+        BackendError::ModelFile { .. }
+        | BackendError::UnsupportedType { .. }
+        | BackendError::UnsupportedOperator { .. }
+        | BackendError::UnsupportedDataType { .. }
+        | BackendError::Load { .. }
+        | BackendError::MissingInput { .. }
+        | BackendError::UnknownInput { .. }
+        | BackendError::InputDataType { .. }
+        | BackendError::InputShape { .. }
+        | BackendError::NotCompiled { .. }
+        | BackendError::OrtNotFound { .. }
+        | BackendError::OrtInit { .. }
+        | BackendError::ExecutionProvider { .. }
+        | BackendError::Tensor(_) => Class::Invalid,
+        BackendError::Run { .. } => Class::Internal,
+    }
+}
+
+fn repo_class(e: &RepoError) -> Class {
+    match e {
+        RepoError::ModelNotFound { .. } | RepoError::VersionNotFound { .. } => Class::NotFound,
+        RepoError::ModelUnavailable { .. } | RepoError::ControlDisabled => Class::Unavailable,
+        RepoError::Io(_) | RepoError::LoadPanicked { .. } => Class::Internal,
+        RepoError::Backend { source, .. } => backend_class(source),
+        RepoError::Sched(e) => sched_class(e),
+        RepoError::Syntax { .. }
+        | RepoError::FieldType { .. }
+        | RepoError::DuplicateField { .. }
+        | RepoError::OneofConflict { .. }
+        | RepoError::MissingField { .. }
+        | RepoError::Invalid { .. }
+        | RepoError::NameMismatch { .. }
+        | RepoError::DuplicateTensor { .. }
+        | RepoError::UnsupportedPlatform { .. }
+        | RepoError::InvalidParameter { .. }
+        | RepoError::ConfigFile { .. }
+        | RepoError::NotInModel { .. }
+        | RepoError::MissingInput { .. }
+        | RepoError::DataTypeMismatch { .. }
+        | RepoError::ShapeMismatch { .. }
+        | RepoError::NotBatchable { .. }
+        | RepoError::UnknownRank { .. }
+        | RepoError::Repository { .. }
+        | RepoError::BadVersion { .. }
+        | RepoError::ModelFiles { .. }
+        | RepoError::BackendUnavailable { .. }
+        | RepoError::Warmup { .. }
+        | RepoError::InputUnknown { .. }
+        | RepoError::InputMissing { .. }
+        | RepoError::InputDataType { .. }
+        | RepoError::InputShape { .. } => Class::Invalid,
+    }
+}
+
+impl ServerError {
+    /// The status class.
+    pub fn class(&self) -> Class {
+        match self {
+            ServerError::Protocol(e) => protocol_class(e),
+            ServerError::Repo(e) => repo_class(e),
+            ServerError::BodyTooLarge { .. } => Class::TooLarge,
+            ServerError::NoRoute(_) => Class::NotFound,
+            ServerError::ShuttingDown => Class::Unavailable,
+            ServerError::Body(_)
+            | ServerError::Header { .. }
+            | ServerError::RawBinaryInputs { .. }
+            | ServerError::UnknownOutput { .. }
+            | ServerError::BadJson(_) => Class::Invalid,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn http_status(&self) -> StatusCode {
+        match self.class() {
+            Class::Invalid => StatusCode::BAD_REQUEST,
+            Class::NotFound => StatusCode::NOT_FOUND,
+            Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Class::Unsupported => StatusCode::NOT_IMPLEMENTED,
+            Class::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The gRPC status.
+    pub fn grpc_status(&self) -> tonic::Status {
+        let code = match self.class() {
+            Class::Invalid => tonic::Code::InvalidArgument,
+            Class::NotFound => tonic::Code::NotFound,
+            Class::Unavailable => tonic::Code::Unavailable,
+            Class::Internal => tonic::Code::Internal,
+            Class::Unsupported => tonic::Code::Unimplemented,
+            Class::TooLarge => tonic::Code::ResourceExhausted,
+        };
+        tonic::Status::new(code, self.to_string())
+    }
+
+    /// Whether a client should retry later (adds `Retry-After`).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ServerError::Repo(RepoError::Sched(SchedError::QueueFull { .. }))
+        )
+    }
+
+    /// The metric labels for this failure.
+    pub fn metric_labels(&self) -> (RequestStatus, FailureReason) {
+        let status = match self.class() {
+            Class::NotFound => RequestStatus::NotFound,
+            Class::Unavailable => RequestStatus::Unavailable,
+            Class::Internal => RequestStatus::ServerError,
+            Class::Invalid | Class::Unsupported | Class::TooLarge => RequestStatus::ClientError,
+        };
+        let reason = match self {
+            ServerError::Repo(RepoError::Sched(SchedError::Exec(_))) => FailureReason::Backend,
+            ServerError::Repo(RepoError::Sched(SchedError::NotServing { .. }))
+            | ServerError::ShuttingDown => FailureReason::Canceled,
+            _ => FailureReason::Rejected,
+        };
+        (status, reason)
+    }
+}
+
+/// Result with [`ServerError`].
+pub type Result<T, E = ServerError> = std::result::Result<T, E>;

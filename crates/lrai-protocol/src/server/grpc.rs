@@ -1,0 +1,217 @@
+//! `inference.GRPCInferenceService` (tonic): adapters from gRPC to [`super::core`]. RPCs
+//! not written here answer UNIMPLEMENTED (shared memory, trace, logging), as tritonclient
+//! expects of a server without those extensions.
+
+use std::sync::Arc;
+
+use lrai_monitor::Protocol;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::ServerState;
+use super::core;
+use super::error::ServerError;
+use crate::pb;
+use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use crate::{decode_grpc_request, encode_grpc_response};
+
+/// The gRPC service, with message limits raised from tonic's 4 MB (tritonclient allows
+/// INT32_MAX).
+pub fn grpc_service(state: Arc<ServerState>) -> GrpcInferenceServiceServer<Service> {
+    let limit = state.config.max_grpc_message_bytes;
+    GrpcInferenceServiceServer::new(Service { state })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit)
+}
+
+/// The service implementation.
+#[derive(Debug, Clone)]
+pub struct Service {
+    state: Arc<ServerState>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn status(e: ServerError) -> Status {
+    if e.http_status().is_server_error() {
+        tracing::debug!(error = %e, "grpc request failed");
+    }
+    e.grpc_status()
+}
+
+impl Service {
+    async fn infer_one(
+        &self,
+        req: pb::ModelInferRequest,
+    ) -> Result<pb::ModelInferResponse, ServerError> {
+        let req = decode_grpc_request(req, &self.state.config.limits)?;
+        let (req, resp) = core::infer(&self.state, req, Protocol::Grpc).await?;
+        Ok(encode_grpc_response(resp, &req)?)
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Service {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Reply<pb::ServerLiveResponse> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Reply<pb::ServerReadyResponse> {
+        Ok(Response::new(pb::ServerReadyResponse {
+            ready: core::server_ready(&self.state),
+        }))
+    }
+
+    async fn model_ready(
+        &self,
+        r: Request<pb::ModelReadyRequest>,
+    ) -> Reply<pb::ModelReadyResponse> {
+        let r = r.into_inner();
+        Ok(Response::new(pb::ModelReadyResponse {
+            ready: core::model_ready(&self.state, &r.name, &r.version),
+        }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Reply<pb::ServerMetadataResponse> {
+        Ok(Response::new(core::server_metadata(&self.state).into()))
+    }
+
+    async fn model_metadata(
+        &self,
+        r: Request<pb::ModelMetadataRequest>,
+    ) -> Reply<pb::ModelMetadataResponse> {
+        let r = r.into_inner();
+        let m = core::model_metadata(&self.state, &r.name, &r.version).map_err(status)?;
+        Ok(Response::new(m.into()))
+    }
+
+    async fn model_infer(
+        &self,
+        r: Request<pb::ModelInferRequest>,
+    ) -> Reply<pb::ModelInferResponse> {
+        self.infer_one(r.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn model_stream_infer(
+        &self,
+        r: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Reply<tonic::codegen::BoxStream<pb::ModelStreamInferResponse>> {
+        let mut incoming = r.into_inner();
+        let svc = self.clone();
+        // Requests on one stream are answered in order, each with its own result; a bad
+        // request answers with error_message and the stream goes on.
+        let out = async_stream(move |tx| async move {
+            while let Some(item) = incoming.next().await {
+                let msg = match item {
+                    Ok(req) => match svc.infer_one(req).await {
+                        Ok(resp) => pb::ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(resp),
+                        },
+                        Err(e) => pb::ModelStreamInferResponse {
+                            error_message: e.to_string(),
+                            infer_response: None,
+                        },
+                    },
+                    Err(s) => {
+                        let _ = tx.send(Err(s)).await;
+                        break;
+                    }
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(out))
+    }
+
+    async fn model_config(
+        &self,
+        r: Request<pb::ModelConfigRequest>,
+    ) -> Reply<pb::ModelConfigResponse> {
+        let r = r.into_inner();
+        let h = core::handle(&self.state, &r.name, &r.version).map_err(status)?;
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(super::config_pb::to_pb(h.config())),
+        }))
+    }
+
+    async fn model_statistics(
+        &self,
+        r: Request<pb::ModelStatisticsRequest>,
+    ) -> Reply<pb::ModelStatisticsResponse> {
+        let r = r.into_inner();
+        let name = Some(r.name.as_str()).filter(|n| !n.is_empty());
+        let s = core::statistics(&self.state, name, &r.version).map_err(status)?;
+        Ok(Response::new(s.into()))
+    }
+
+    async fn repository_index(
+        &self,
+        r: Request<pb::RepositoryIndexRequest>,
+    ) -> Reply<pb::RepositoryIndexResponse> {
+        let r = r.into_inner();
+        let models = core::index(&self.state, r.ready)
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        r: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Reply<pb::RepositoryModelLoadResponse> {
+        let r = r.into_inner();
+        if !r.parameters.is_empty() {
+            let keys: Vec<&str> = r.parameters.keys().map(String::as_str).collect();
+            return Err(status(ServerError::Protocol(
+                crate::ProtocolError::Unsupported {
+                    what: format!(
+                        "load parameters ({}); edit the repository and load again",
+                        keys.join(", ")
+                    ),
+                },
+            )));
+        }
+        core::load(&self.state, &r.model_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        r: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Reply<pb::RepositoryModelUnloadResponse> {
+        let r = r.into_inner();
+        core::unload(&self.state, &r.model_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+}
+
+/// A response stream fed by a task through a bounded channel.
+fn async_stream<F, Fut>(body: F) -> tonic::codegen::BoxStream<pb::ModelStreamInferResponse>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::ModelStreamInferResponse, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,318 @@
+//! KServe v2 over HTTP (axum): routes, and the adapters from HTTP to [`super::core`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lrai_core::Dim;
+use lrai_monitor::{Metrics, Protocol};
+use serde::Serialize;
+
+use super::ServerState;
+use super::core;
+use super::error::{Result, ServerError};
+use crate::kserve::{ErrorBody, RepositoryIndexRequest, RepositoryModelRequest};
+use crate::{decode_http_json_and_binary, decode_raw_binary, encode_http_response};
+
+type St = State<Arc<ServerState>>;
+
+const HEADER_LEN: &str = "inference-header-content-length";
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let status = self.http_status();
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, "request rejected");
+        }
+        let retry = self.retryable();
+        let mut resp = (status, axum::Json(ErrorBody::new(self.to_string()))).into_response();
+        if retry {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Response {
+    axum::Json(value).into_response()
+}
+
+/// The KServe v2 routes.
+pub fn http_router(state: Arc<ServerState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/stats", get(all_stats))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata_v))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_v))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/v2/models/{model}/config", get(config))
+        .route("/v2/models/{model}/versions/{version}/config", get(config_v))
+        .route("/v2/models/{model}/stats", get(model_stats))
+        .route("/v2/models/{model}/versions/{version}/stats", get(model_stats_v))
+        .route("/v2/repository/index", post(repo_index))
+        .route("/v2/repository/models/{model}/load", post(repo_load))
+        .route("/v2/repository/models/{model}/unload", post(repo_unload))
+        .fallback(|uri: axum::http::Uri| async move { ServerError::NoRoute(uri.path().to_string()).into_response() })
+        // The limit is checked by the Bytes extractor; its rejection becomes our JSON error.
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The Prometheus endpoint.
+pub fn metrics_router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                match metrics.render() {
+                    Ok(text) => {
+                        ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+                    }
+                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                }
+            }
+        }),
+    )
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn ready(State(s): St) -> StatusCode {
+    if core::server_ready(&s) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn server_metadata(State(s): St) -> Response {
+    json(&core::server_metadata(&s))
+}
+
+async fn model_metadata(State(s): St, Path(model): Path<String>) -> Result<Response> {
+    Ok(json(&core::model_metadata(&s, &model, "")?))
+}
+
+async fn model_metadata_v(
+    State(s): St,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response> {
+    Ok(json(&core::model_metadata(&s, &model, &version)?))
+}
+
+fn ready_status(ready: bool) -> StatusCode {
+    if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn model_ready(State(s): St, Path(model): Path<String>) -> StatusCode {
+    ready_status(core::model_ready(&s, &model, ""))
+}
+
+async fn model_ready_v(State(s): St, Path((model, version)): Path<(String, String)>) -> StatusCode {
+    ready_status(core::model_ready(&s, &model, &version))
+}
+
+async fn config(State(s): St, Path(model): Path<String>) -> Result<Response> {
+    Ok(json(&core::config_json(&s, &model, "")?))
+}
+
+async fn config_v(
+    State(s): St,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response> {
+    Ok(json(&core::config_json(&s, &model, &version)?))
+}
+
+async fn all_stats(State(s): St) -> Result<Response> {
+    Ok(json(&core::statistics(&s, None, "")?))
+}
+
+async fn model_stats(State(s): St, Path(model): Path<String>) -> Result<Response> {
+    Ok(json(&core::statistics(&s, Some(&model), "")?))
+}
+
+async fn model_stats_v(
+    State(s): St,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response> {
+    Ok(json(&core::statistics(&s, Some(&model), &version)?))
+}
+
+fn body_bytes(
+    state: &ServerState,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Bytes> {
+    body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(inner)
+            if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            ServerError::BodyTooLarge {
+                limit: state.config.max_body_bytes,
+            }
+        }
+        other => ServerError::Body(other.body_text()),
+    })
+}
+
+/// Optional JSON body (empty body = defaults).
+fn parse_optional<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ServerError::BadJson(e.to_string()))
+}
+
+async fn repo_index(
+    State(s): St,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(&s, body)?;
+    let req: RepositoryIndexRequest = parse_optional(&body)?;
+    Ok(json(&core::index(&s, req.ready)))
+}
+
+async fn repo_load(
+    State(s): St,
+    Path(model): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(&s, body)?;
+    let req: RepositoryModelRequest = parse_optional(&body)?;
+    if !req.parameters.is_empty() {
+        let keys: Vec<&str> = req.parameters.keys().map(String::as_str).collect();
+        return Err(ServerError::Protocol(crate::ProtocolError::Unsupported {
+            what: format!(
+                "load parameters ({}); edit the repository and load again",
+                keys.join(", ")
+            ),
+        }));
+    }
+    core::load(&s, &model).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn repo_unload(
+    State(s): St,
+    Path(model): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(&s, body)?;
+    let _req: RepositoryModelRequest = parse_optional(&body)?;
+    core::unload(&s, &model).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn infer(
+    State(s): St,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    infer_common(&s, model, String::new(), &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn infer_v(
+    State(s): St,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    infer_common(&s, model, version, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn header_length(headers: &HeaderMap) -> Result<Option<usize>> {
+    let Some(v) = headers.get(HEADER_LEN) else {
+        return Ok(None);
+    };
+    let text = v.to_str().map_err(|_| ServerError::Header {
+        name: "Inference-Header-Content-Length",
+        reason: "not text".into(),
+    })?;
+    text.trim()
+        .parse::<usize>()
+        .map(Some)
+        .map_err(|_| ServerError::Header {
+            name: "Inference-Header-Content-Length",
+            reason: format!("'{text}' is not a byte count"),
+        })
+}
+
+async fn infer_common(
+    s: &ServerState,
+    model: String,
+    version: String,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(s, body)?;
+    let header_len = header_length(headers)?;
+    let mut req = if header_len == Some(0) {
+        // Raw binary: the body is the one input's bytes; its shape comes from the model.
+        let h = core::handle(s, &model, &version)?;
+        let [input] = h.inputs() else {
+            return Err(ServerError::RawBinaryInputs {
+                model: h.name().to_string(),
+                inputs: h.inputs().len(),
+            });
+        };
+        let batching = h.max_batch_size() > 0;
+        let dims: Vec<Dim> = input
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| match usize::try_from(d) {
+                _ if batching && i == 0 => Dim::Fixed(1),
+                Ok(n) => Dim::Fixed(n),
+                Err(_) => Dim::Any,
+            })
+            .collect();
+        decode_raw_binary(body, &input.name, input.datatype, &dims)?
+    } else {
+        decode_http_json_and_binary(&body, header_len, &s.config.limits)?
+    };
+    req.model_name = model;
+    req.model_version = version;
+    let (req, resp) = core::infer(s, req, Protocol::Http).await?;
+    let (bytes, json_len) = encode_http_response(&resp, &req)?;
+    let mut out = bytes.into_response();
+    let h = out.headers_mut();
+    match json_len {
+        Some(n) => {
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(HEADER_LEN, HeaderValue::from(n));
+        }
+        None => {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    Ok(out)
+}
