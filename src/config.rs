@@ -126,6 +126,11 @@ pub struct ServeConfig {
     #[arg(long, env = "LRAI_MAX_QUEUE_SIZE", default_value_t = 1024)]
     pub max_queue_size: usize,
 
+    /// Let ONNX Runtime's intra-op threads spin while idle (lower latency for one busy
+    /// model, but idle spinning steals cores from everything else on the machine).
+    #[arg(long, env = "LRAI_ORT_SPIN", default_value_t = false)]
+    pub ort_spin: bool,
+
     /// Largest HTTP request body in bytes (and gRPC message).
     #[arg(long, env = "LRAI_HTTP_MAX_BODY_BYTES", default_value_t = 64 << 20)]
     pub http_max_body_bytes: usize,
@@ -157,6 +162,7 @@ impl ServeConfig {
             load_parallelism: 2,
             default_max_batch_size: 4,
             max_queue_size: 1024,
+            ort_spin: false,
             http_max_body_bytes: 64 << 20,
             max_tensor_elements: 64 << 20,
             backend: BackendArgs {

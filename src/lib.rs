@@ -122,7 +122,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         startup_models: config.load_models.clone(),
         load_parallelism: config.load_parallelism,
         load: LoadSettings {
-            session: config.backend.session_options(),
+            session: lrai_backend::SessionOptions {
+                spin: Some(config.ort_spin),
+                ..config.backend.session_options()
+            },
             default_max_batch_size: config.default_max_batch_size,
             default_max_queue_size: config.max_queue_size,
             min_backoff: Duration::from_millis(100),

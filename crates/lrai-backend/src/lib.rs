@@ -175,6 +175,10 @@ pub struct SessionOptions {
     pub execution_providers: Vec<ExecutionProvider>,
     /// Most optimised plans tract keeps per session (one per concrete input shape).
     pub max_cached_plans: usize,
+    /// Whether ONNX Runtime's intra-op threads spin while waiting for work; `None` keeps
+    /// ONNX Runtime's default (spinning). A server turns it off: idle spinning threads
+    /// steal the cores that network I/O and other models need.
+    pub spin: Option<bool>,
 }
 
 impl Default for SessionOptions {
@@ -185,6 +189,7 @@ impl Default for SessionOptions {
             optimization: OptimizationLevel::All,
             execution_providers: Vec::new(),
             max_cached_plans: 16,
+            spin: None,
         }
     }
 }

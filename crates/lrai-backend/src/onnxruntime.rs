@@ -214,6 +214,13 @@ impl Backend for OrtBackend {
             .map_err(|e| load_err(&name, e))?
             .with_inter_threads(options.inter_op_threads.unwrap_or(1).max(1))
             .map_err(|e| load_err(&name, e))?;
+        let builder = match options.spin {
+            Some(spin) => builder
+                .with_intra_op_spinning(spin)
+                .and_then(|b| b.with_inter_op_spinning(spin))
+                .map_err(|e| load_err(&name, e))?,
+            None => builder,
+        };
         let mut builder = register_providers(builder, &options.execution_providers)?;
         let session = match source.path() {
             // From the path so external data files next to the model are found.

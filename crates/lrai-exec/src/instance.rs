@@ -37,7 +37,7 @@ pub(crate) struct Actor<E> {
     pub(crate) id: usize,
     pub(crate) spec: InstanceSpec,
     pub(crate) rx: mpsc::Receiver<Batch<E>>,
-    pub(crate) idle: mpsc::Sender<usize>,
+    pub(crate) idle: crate::IdleNotifier,
     pub(crate) state: watch::Sender<InstanceState>,
 }
 
@@ -131,7 +131,7 @@ impl<E: ReplyError> Actor<E> {
     fn serve(&mut self, session: &Arc<dyn Session>, attempt: &mut u32) -> Option<Broken> {
         let mut failures = 0u32;
         loop {
-            if self.idle.blocking_send(self.id).is_err() {
+            if !(self.idle)(self.id) {
                 return None;
             }
             let batch = self.rx.blocking_recv()?;

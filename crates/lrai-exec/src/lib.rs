@@ -8,8 +8,8 @@
 //! clear error, and rebuilds the session with exponential backoff; other instances and
 //! models keep serving. Three batches failing in a row also count as a broken session.
 //!
-//! The scheduler (`lrai-sched`) sits above: it asks the [`InstancePool`] for an idle
-//! instance and hands it a batch. What the instance learns (outputs, timings) goes back on
+//! The scheduler (`lrai-sched`) sits above: each instance reports itself idle through the
+//! scheduler's [`IdleNotifier`] (a channel send), and the scheduler hands it a batch. What the instance learns (outputs, timings) goes back on
 //! the oneshots, never as a call upward.
 
 use std::sync::Arc;
@@ -23,6 +23,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 mod instance;
 
 pub use instance::InstanceState;
+
+/// How an instance says it is idle: sends its index on the scheduler's channel; returns
+/// false when the scheduler is gone (the instance then stops).
+pub type IdleNotifier = Arc<dyn Fn(usize) -> bool + Send + Sync>;
 
 /// Builds a fresh session (used to restart an instance).
 pub type SessionFactory = Arc<dyn Fn() -> Result<Arc<dyn Session>, BackendError> + Send + Sync>;
@@ -136,12 +140,11 @@ impl std::fmt::Debug for InstanceSpec {
 pub trait ReplyError: From<ExecError> + Send + std::fmt::Debug + 'static {}
 impl<T: From<ExecError> + Send + std::fmt::Debug + 'static> ReplyError for T {}
 
-/// The instances of one model version and the queue of idle ones.
+/// The instances of one model version.
 #[derive(Debug)]
 pub struct InstancePool<E = ExecError> {
     senders: Vec<mpsc::Sender<Batch<E>>>,
     states: Vec<watch::Receiver<InstanceState>>,
-    idle: mpsc::Receiver<usize>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -154,9 +157,9 @@ impl<E: ReplyError> InstancePool<E> {
     pub fn start(
         spec: &InstanceSpec,
         sessions: Vec<Arc<dyn Session>>,
+        idle: &IdleNotifier,
     ) -> std::io::Result<InstancePool<E>> {
         let n = sessions.len();
-        let (idle_tx, idle) = mpsc::channel(n.max(1));
         let mut senders = Vec::with_capacity(n);
         let mut states = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
@@ -167,7 +170,7 @@ impl<E: ReplyError> InstancePool<E> {
                 id,
                 spec: spec.clone(),
                 rx,
-                idle: idle_tx.clone(),
+                idle: Arc::clone(idle),
                 state: state_tx,
             };
             // Linux keeps 15 bytes of a thread name: the distinguishing part goes first.
@@ -182,7 +185,6 @@ impl<E: ReplyError> InstancePool<E> {
         Ok(InstancePool {
             senders,
             states,
-            idle,
             threads,
         })
     }
@@ -200,16 +202,6 @@ impl<E: ReplyError> InstancePool<E> {
     /// Current state of every instance.
     pub fn states(&self) -> Vec<InstanceState> {
         self.states.iter().map(|s| s.borrow().clone()).collect()
-    }
-
-    /// Waits for an idle instance; `None` when every instance has stopped.
-    pub async fn next_idle(&mut self) -> Option<usize> {
-        self.idle.recv().await
-    }
-
-    /// An idle instance if one is free right now.
-    pub fn try_idle(&mut self) -> Option<usize> {
-        self.idle.try_recv().ok()
     }
 
     /// Hands a batch to an instance that reported idle.

@@ -21,6 +21,7 @@ fn source() -> ModelSource {
 
 struct Rig {
     pool: InstancePool<ExecError>,
+    idle: tokio::sync::mpsc::UnboundedReceiver<usize>,
     backend: Arc<FakeBackend>,
     metrics: Arc<lrai_monitor::ModelMetrics>,
 }
@@ -39,8 +40,11 @@ fn rig(instances: usize) -> Rig {
         metrics: Arc::clone(&metrics),
     };
     let sessions = (0..instances).map(|_| factory().unwrap()).collect();
+    let (tx, idle) = tokio::sync::mpsc::unbounded_channel();
+    let notify: IdleNotifier = Arc::new(move |id| tx.send(id).is_ok());
     Rig {
-        pool: InstancePool::<ExecError>::start(&spec, sessions).unwrap(),
+        pool: InstancePool::<ExecError>::start(&spec, sessions, &notify).unwrap(),
+        idle,
         backend,
         metrics,
     }
@@ -60,17 +64,18 @@ fn job(values: &[f32]) -> (Job, oneshot::Receiver<Result<JobOutput>>) {
     )
 }
 
-async fn run(pool: &mut InstancePool<ExecError>, batches: Vec<Vec<f32>>) -> Vec<Result<JobOutput>> {
+async fn run(r: &mut Rig, batches: Vec<Vec<f32>>) -> Vec<Result<JobOutput>> {
     let (jobs, rxs): (Vec<_>, Vec<_>) = batches.iter().map(|v| job(v)).unzip();
-    let id = pool.next_idle().await.unwrap();
-    pool.dispatch(
-        id,
-        Batch {
-            jobs,
-            reason: BatchReason::Full,
-        },
-    )
-    .unwrap();
+    let id = r.idle.recv().await.unwrap();
+    r.pool
+        .dispatch(
+            id,
+            Batch {
+                jobs,
+                reason: BatchReason::Full,
+            },
+        )
+        .unwrap();
     let mut out = Vec::new();
     for rx in rxs {
         out.push(rx.await.unwrap());
@@ -81,7 +86,7 @@ async fn run(pool: &mut InstancePool<ExecError>, batches: Vec<Vec<f32>>) -> Vec<
 #[tokio::test]
 async fn splits_outputs_back_per_request() {
     let mut r = rig(1);
-    let out = run(&mut r.pool, vec![vec![1.0], vec![2.0, 3.0], vec![4.0]]).await;
+    let out = run(&mut r, vec![vec![1.0], vec![2.0, 3.0], vec![4.0]]).await;
     let ys: Vec<Vec<f32>> = out
         .into_iter()
         .map(|o| o.unwrap().outputs[0].1.to_vec::<f32>().unwrap())
@@ -100,7 +105,7 @@ async fn splits_outputs_back_per_request() {
 #[tokio::test]
 async fn restarts_instance_after_panic_and_fails_only_that_batch() {
     let mut r = rig(1);
-    let out = run(&mut r.pool, vec![vec![1.0], vec![-1.0]]).await;
+    let out = run(&mut r, vec![vec![1.0], vec![-1.0]]).await;
     for o in &out {
         let e = o.as_ref().unwrap_err();
         assert!(
@@ -110,7 +115,7 @@ async fn restarts_instance_after_panic_and_fails_only_that_batch() {
         assert!(e.to_string().contains("told to panic"), "{e}");
     }
     // The next batch is served by the rebuilt session.
-    let out = run(&mut r.pool, vec![vec![5.0]]).await;
+    let out = run(&mut r, vec![vec![5.0]]).await;
     assert_eq!(
         out[0].as_ref().unwrap().outputs[0]
             .1
@@ -131,7 +136,7 @@ async fn restarts_instance_after_panic_and_fails_only_that_batch() {
 async fn backend_errors_fail_the_batch_and_restart_after_three_in_a_row() {
     let mut r = rig(1);
     for _ in 0..2 {
-        let out = run(&mut r.pool, vec![vec![-2.0]]).await;
+        let out = run(&mut r, vec![vec![-2.0]]).await;
         assert!(matches!(out[0], Err(ExecError::Backend(_))));
     }
     assert_eq!(
@@ -139,8 +144,8 @@ async fn backend_errors_fail_the_batch_and_restart_after_three_in_a_row() {
         0,
         "two failures are not yet a broken session"
     );
-    let _ = run(&mut r.pool, vec![vec![-2.0]]).await;
-    let out = run(&mut r.pool, vec![vec![1.0]]).await;
+    let _ = run(&mut r, vec![vec![-2.0]]).await;
+    let out = run(&mut r, vec![vec![1.0]]).await;
     assert!(out[0].is_ok());
     assert_eq!(r.metrics.snapshot().restarts, 1);
     r.pool.shutdown();
@@ -150,7 +155,7 @@ async fn backend_errors_fail_the_batch_and_restart_after_three_in_a_row() {
 async fn a_slow_instance_does_not_block_the_other() {
     let mut r = rig(2);
     let (slow, mut slow_rx) = job(&[1200.0]); // sleeps 200 ms
-    let a = r.pool.next_idle().await.unwrap();
+    let a = r.idle.recv().await.unwrap();
     r.pool
         .dispatch(
             a,
@@ -160,7 +165,7 @@ async fn a_slow_instance_does_not_block_the_other() {
             },
         )
         .unwrap();
-    let out = run(&mut r.pool, vec![vec![3.0]]).await;
+    let out = run(&mut r, vec![vec![3.0]]).await;
     assert_eq!(
         out[0].as_ref().unwrap().outputs[0]
             .1

@@ -173,16 +173,15 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
         metrics: Arc::clone(&mm),
     };
     let sessions = built.sessions;
-    let pool =
-        InstancePool::<SchedError>::start(&spec, sessions).map_err(|e| RepoError::ModelFiles {
-            model: name.clone(),
-            reason: format!("cannot start instance threads: {e}"),
-        })?;
     let scheduler = Scheduler::start(
         sched_config(&name, &config, &settings),
-        pool,
         Arc::clone(&mm),
-    );
+        |notify| InstancePool::<SchedError>::start(&spec, sessions, notify),
+    )
+    .map_err(|e| RepoError::ModelFiles {
+        model: name.clone(),
+        reason: format!("cannot start instance threads: {e}"),
+    })?;
     let inputs = config
         .input
         .iter()

@@ -170,13 +170,4 @@ impl Queue {
         self.lanes[last_lane].extend(demoted);
         self.next_deadline = next;
     }
-
-    /// Answers every queued request with `err` (the pool stopped).
-    pub(crate) fn fail_all(&mut self, err: &SchedError, now: Instant) {
-        let drained: Vec<Pending> = self.lanes.iter_mut().flat_map(std::mem::take).collect();
-        for p in drained {
-            self.leave(&p, now);
-            let _ = p.reply.send(Err(err.clone()));
-        }
-    }
 }

@@ -36,9 +36,13 @@ fn rig(config: SchedConfig) -> Rig {
         max_backoff: Duration::from_millis(5),
         metrics: Arc::clone(&metrics),
     };
-    let pool = InstancePool::<SchedError>::start(&spec, vec![factory().unwrap()]).unwrap();
+    let session = factory().unwrap();
+    let sched = Scheduler::start(config, Arc::clone(&metrics), |notify| {
+        InstancePool::<SchedError>::start(&spec, vec![session], notify)
+    })
+    .unwrap();
     Rig {
-        sched: Scheduler::start(config, pool, Arc::clone(&metrics)),
+        sched,
         backend,
         metrics,
     }
