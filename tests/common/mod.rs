@@ -1,0 +1,63 @@
+//! Shared setup for whole-server tests: a temporary Triton-layout repository built from
+//! the committed example models, and `lrai::serve` on loopback port 0.
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lrai::RunningServer;
+use lrai::config::ServeConfig;
+use lrai_backend::testing::FakeBackend;
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models")
+}
+
+/// Copies an example model (all of its files) under another name.
+pub fn copy_example(repo: &Path, from: &str, to: &str, config: Option<&str>) {
+    let dst = repo.join(to).join("1");
+    fs_err::create_dir_all(&dst).unwrap();
+    fs_err::copy(
+        examples().join(from).join("1/model.onnx"),
+        dst.join("model.onnx"),
+    )
+    .unwrap();
+    let text = match config {
+        Some(c) => c.to_string(),
+        None => fs_err::read_to_string(examples().join(from).join("config.pbtxt"))
+            .unwrap()
+            .replace(&format!("name: \"{from}\""), &format!("name: \"{to}\"")),
+    };
+    fs_err::write(repo.join(to).join("config.pbtxt"), text).unwrap();
+}
+
+pub const FAKE_CONFIG: &str = r#"
+max_batch_size: 8
+parameters { key: "lrai.backend" value: { string_value: "fake" } }
+dynamic_batching { }
+"#;
+
+/// A repository with digits_mlp, a fake model (panics on x = -1), and a broken model.
+pub fn standard_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_example(dir.path(), "digits_mlp", "digits_mlp", None);
+    copy_example(dir.path(), "digits_mlp", "fake", Some(FAKE_CONFIG));
+    fs_err::create_dir_all(dir.path().join("broken/1")).unwrap();
+    fs_err::write(
+        dir.path().join("broken/1/model.onnx"),
+        b"\x08\x07garbage that is not onnx",
+    )
+    .unwrap();
+    dir
+}
+
+pub async fn start(repo: &Path, tweak: impl FnOnce(&mut ServeConfig)) -> RunningServer {
+    let mut config = ServeConfig::for_tests(repo);
+    config
+        .extra_backends
+        .push(("fake".into(), Arc::new(FakeBackend::default())));
+    tweak(&mut config);
+    let server = lrai::serve(config).await.unwrap();
+    server.wait_loaded().await;
+    server
+}
