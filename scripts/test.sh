@@ -32,7 +32,25 @@ step "each backend feature alone"
 cargo check -p lrai-backend --no-default-features --features tract --locked --release -j "$JOBS"
 cargo check -p lrai-backend --no-default-features --features onnxruntime --locked --release -j "$JOBS"
 
-step "README command"
-cargo run --release --locked -q -- run examples/models/digits_mlp/1/model.onnx --random
+step "README command: cargo run --release -- serve (as on a fresh machine: no ONNX Runtime)"
+LOG=$(mktemp)
+env -u LRAI_ORT_LIB PATH="$(echo "$PATH" | sed "s#$PWD/$VENV/bin:##")" \
+  cargo run --release --locked -q -- serve >"$LOG" 2>&1 &
+SERVE_PID=$!
+ready=0
+for _ in $(seq 240); do
+  if curl -sf -o /dev/null http://127.0.0.1:8000/v2/health/ready; then ready=1; break; fi
+  kill -0 "$SERVE_PID" 2>/dev/null || break
+  sleep 0.5
+done
+if [ "$ready" != 1 ]; then cat "$LOG"; kill "$SERVE_PID" 2>/dev/null || true; echo "serve never became ready"; exit 1; fi
+curl -sf -X POST http://127.0.0.1:8000/v2/models/digits_mlp/infer \
+  -d '{"inputs":[{"name":"input","datatype":"FP32","shape":[1,64],"data":['"$(python3 -c 'print(",".join(["0.5"]*64))')"']}]}' \
+  | grep -q '"logits"'
+grep -q 'backend="tract"\|backend=tract' "$LOG" || { cat "$LOG"; echo "expected the embedded tract backend"; exit 1; }
+kill -TERM "$SERVE_PID"
+wait "$SERVE_PID" || { cat "$LOG"; echo "serve did not exit 0 on SIGTERM"; exit 1; }
+grep -q "shutdown complete" "$LOG"
+rm -f "$LOG"
 
 step "done"

@@ -67,8 +67,11 @@ pub fn init(config: &LogConfig) -> Result<()> {
         filter: config.filter.clone(),
         reason: e.to_string(),
     })?;
+    // Colours only on a terminal: logs redirected to files or collectors stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match config.format {
         LogFormat::Text => builder.try_init(),
