@@ -258,7 +258,10 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
         options.intra_op_threads =
             Some((cores / usize::try_from(instances).unwrap_or(1).max(1)).max(1));
     }
-    options.max_cached_plans = options.max_cached_plans.max(24);
+    // Room for a plan per warmed batch size plus a few other shapes.
+    let max_batch = job.config.as_ref().and_then(|c| c.max_batch_size).unwrap_or(job.settings.default_max_batch_size);
+    let warmed = usize::try_from(max_batch.min(64)).unwrap_or(64) + 12;
+    options.max_cached_plans = options.max_cached_plans.max(warmed);
     let load = |b: &Arc<dyn Backend>| {
         b.load(&source, &options)
             .map_err(|source| RepoError::Backend {
@@ -305,16 +308,16 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
     })
 }
 
-/// Batch sizes to warm: every size up to 8, powers of two, preferred sizes and the max.
-/// tract compiles a plan per shape, so each size the batcher may form is compiled before
-/// READY; sizes not listed here compile on first use.
+/// Batch sizes to warm: every size the batcher may form up to 64, then powers of two,
+/// preferred sizes and the max. tract compiles a plan per shape, so these are compiled
+/// before READY; the rare larger sizes not listed compile on first use.
 fn warm_sizes(config: &ModelConfig) -> Vec<usize> {
     let max = usize::try_from(config.max_batch()).unwrap_or(0);
     if max == 0 {
         return vec![0];
     }
-    let mut sizes: Vec<usize> = (1..=max.min(8)).collect();
-    let mut p = 16;
+    let mut sizes: Vec<usize> = (1..=max.min(64)).collect();
+    let mut p = 128;
     while p <= max {
         sizes.push(p);
         p *= 2;

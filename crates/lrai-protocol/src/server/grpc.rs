@@ -32,6 +32,7 @@ pub struct Service {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(status)`
 fn status(e: ServerError) -> Status {
     if e.http_status().is_server_error() {
         tracing::debug!(error = %e, "grpc request failed");
