@@ -28,6 +28,11 @@ cargo clippy --workspace --all-targets --locked --release -j "$JOBS" -- -D warni
 step "cargo test"
 cargo test --workspace --locked --release -j "$JOBS"
 
+step "Triton-compatibility suite (tritonclient) and perf_analyzer smoke"
+./scripts/setup-perf-analyzer.sh "$VENV"
+cargo build --release --locked -j "$JOBS"
+./scripts/conformance/run.sh "$VENV"
+
 step "each backend feature alone"
 cargo check -p lrai-backend --no-default-features --features tract --locked --release -j "$JOBS"
 cargo check -p lrai-backend --no-default-features --features onnxruntime --locked --release -j "$JOBS"

@@ -167,9 +167,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let svc = grpc_service(Arc::clone(&state));
     let rx = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+        // `Server::tcp_nodelay` is ignored with a custom incoming stream; set it here.
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, stopped(rx))
             .await;

@@ -21,6 +21,10 @@ import support
 SMALL_BODY_LIMIT = 4096
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "known_bug(key): test of a known server bug (support.KNOWN_BUGS)")
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("lrai-conformance")

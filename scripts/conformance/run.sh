@@ -21,10 +21,16 @@ export PYTHONDONTWRITEBYTECODE=1
 started=$(date +%s)
 
 echo "=== conformance: pytest (server $LRAI_BIN, backend ${LRAI_TEST_BACKEND:-auto})"
+BASETEMP=$(mktemp -d "${TMPDIR:-/tmp}/lrai-conformance.XXXXXX")
 # shellcheck disable=SC2086
 timeout -k 30 1200 "$PY" -m pytest scripts/conformance -q -p no:cacheprovider -rfE \
-  ${LRAI_CONFORMANCE_PYTEST_ARGS:-}
+  --basetemp "$BASETEMP" ${LRAI_CONFORMANCE_PYTEST_ARGS:-}
 pytest_rc=$?
+if [ $pytest_rc -eq 0 ]; then
+  rm -rf "$BASETEMP"
+else
+  echo "conformance: server logs and repositories kept in $BASETEMP"
+fi
 pytest_s=$(( $(date +%s) - started ))
 
 perf_rc=0

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +40,24 @@ GOOD_MODELS = [
     "versioned_latest",
 ]
 BROKEN_MODEL = "broken"
+
+# Server bugs this suite found and that are not fixed yet. Their tests are strict xfails: a
+# fix turns them into XPASS, which fails the run until the marker is removed here.
+# LRAI_CONFORMANCE_NO_XFAIL=1 runs them as ordinary tests.
+KNOWN_BUGS = {
+    "grpc-too-large-code": (
+        "gRPC message over the limit answers OUT_OF_RANGE (tonic's default); grpc C++/Triton "
+        "and LRAI's own error table use RESOURCE_EXHAUSTED"),
+}
+
+
+def known_bug(key: str):
+    import pytest
+
+    if os.environ.get("LRAI_CONFORMANCE_NO_XFAIL") == "1":
+        return pytest.mark.known_bug(key)
+    return pytest.mark.xfail(reason=f"known server bug [{key}]: {KNOWN_BUGS[key]}", strict=True)
+
 
 STARTUP_TIMEOUT_S = float(os.environ.get("LRAI_TEST_STARTUP_TIMEOUT", "180"))
 HTTP_TIMEOUT_S = 60.0
@@ -247,7 +264,7 @@ def _types_config() -> str:
 
 
 def build_repository(repo: Path) -> None:
-    """The suite's model repository (see README.md in this directory)."""
+    """The suite's model repository (listed in README.md in this directory)."""
     repo.mkdir(parents=True, exist_ok=True)
     for m in ("digits_mlp", "digits_cnn", "mobilenet_v2"):
         _copy_model(m, repo)
@@ -322,9 +339,10 @@ def build_repository(repo: Path) -> None:
     _write(repo / "types_id" / "config.pbtxt", _types_config())
 
 
-def build_small_repository(repo: Path) -> None:
+def build_small_repository(repo: Path, models=("digits_mlp",)) -> None:
     repo.mkdir(parents=True, exist_ok=True)
-    _copy_model("digits_mlp", repo)
+    for m in models:
+        _copy_model(m, repo)
 
 
 # ---------------------------------------------------------------- the server process
@@ -472,6 +490,48 @@ def stop_server(srv: Server, grace_s: float = 15.0) -> int | None:
                 pass
             srv.proc.wait(timeout=10)
     return srv.proc.returncode
+
+
+def server_socket_option(pid: int, port: int, level: int, option: int) -> list[int]:
+    """getsockopt on the server process's ESTABLISHED sockets whose local port is `port`
+    (Linux: /proc + pidfd_getfd). Raises OSError where the kernel or sandbox refuses."""
+    import ctypes
+    import socket as so
+
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01":
+                inodes.add(f[9])
+    fds = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            fds.append(int(fd))
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    values = []
+    try:
+        for fd in fds:
+            mine = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd (x86_64 and aarch64)
+            if mine < 0:
+                raise OSError(ctypes.get_errno(), "pidfd_getfd")
+            s = so.socket(fileno=mine)
+            try:
+                values.append(s.getsockopt(level, option))
+            finally:
+                s.close()  # closes only this process's duplicate
+    finally:
+        os.close(pidfd)
+    return values
 
 
 def wait_until(pred, timeout_s: float = 30.0, step_s: float = 0.1) -> bool:

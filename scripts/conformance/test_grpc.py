@@ -352,8 +352,13 @@ def test_priorities(grpc_client, reference):
     want = reference.run("digits_prio", {"input": x})["logits"]
     for p in (0, 1, 2):
         rtol_close(grpc_client.infer("digits_prio", [_inp(x)], priority=p).as_numpy("logits"), want)
-    expect_error(lambda: grpc_client.infer("digits_prio", [_inp(x)], priority=3), INVALID,
-                 "priority")
+
+
+def test_priority_out_of_range_uses_default(grpc_client, reference):
+    x = digits(1)
+    for model, p in (("digits_prio", 3), ("digits_mlp", 5)):
+        r = grpc_client.infer(model, [_inp(x)], priority=p)
+        rtol_close(r.as_numpy("logits"), reference.run(model, {"input": x})["logits"])
 
 
 def test_queue_full_is_unavailable(grpc_client):
@@ -481,6 +486,21 @@ def test_load_unknown_model_fails(fresh_server):
         c.close()
 
 
+def test_accepted_socket_has_tcp_nodelay(server, grpc_client):
+    """gRPC responses are several small writes (headers, data, trailers); without TCP_NODELAY
+    Nagle holds the later ones until the client's delayed ACK (~40 ms)."""
+    import socket
+
+    assert grpc_client.is_server_live()  # the client's connection is open now
+    try:
+        values = support.server_socket_option(server.proc.pid, server.grpc_port,
+                                              socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    except (OSError, AttributeError) as e:
+        pytest.skip(f"cannot inspect the server's sockets here: {e}")
+    assert values, "no established gRPC connection found"
+    assert all(values), f"TCP_NODELAY on accepted gRPC sockets: {values}"
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -532,6 +552,7 @@ def test_error_broken_model(grpc_client):
     assert "onnx" in e.message().lower()
 
 
+@support.known_bug("grpc-too-large-code")
 def test_error_message_too_large(small_server):
     c = grpcclient.InferenceServerClient(small_server.grpc_url)
     try:
@@ -544,7 +565,7 @@ def test_error_message_too_large(small_server):
         c.close()
 
 
-def test_concurrent_unary_and_stream_threads(server, reference):
+def test_concurrent_threads_share_a_client(server, reference):
     """Several threads sharing one client: responses stay matched to requests."""
     c = grpcclient.InferenceServerClient(server.grpc_url)
     errors = []

@@ -4,7 +4,13 @@
 //!
 //! `cargo bench -p lrai-backend --bench backends -- PLAN.json` prints one JSON object per
 //! (case, backend) on stdout.
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr, clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -259,7 +259,11 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
             Some((cores / usize::try_from(instances).unwrap_or(1).max(1)).max(1));
     }
     // Room for a plan per warmed batch size plus a few other shapes.
-    let max_batch = job.config.as_ref().and_then(|c| c.max_batch_size).unwrap_or(job.settings.default_max_batch_size);
+    let max_batch = job
+        .config
+        .as_ref()
+        .and_then(|c| c.max_batch_size)
+        .unwrap_or(job.settings.default_max_batch_size);
     let warmed = usize::try_from(max_batch.min(64)).unwrap_or(64) + 12;
     options.max_cached_plans = options.max_cached_plans.max(warmed);
     let load = |b: &Arc<dyn Backend>| {

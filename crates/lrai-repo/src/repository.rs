@@ -232,7 +232,10 @@ impl Repository {
     /// The load error; the table then records the model as unavailable (a first load) or
     /// keeps the old versions (a reload).
     pub async fn load_model(&self, name: &str) -> Result<()> {
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        // A name with no directory never enters the table: a typo must not leave an
+        // UNAVAILABLE entry behind that turns server readiness false.
+        let bad_name = name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.');
+        if bad_name || !self.config.root.join(name).is_dir() {
             return Err(RepoError::ModelNotFound {
                 name: name.to_string(),
                 available: self.names().join(", "),
@@ -248,6 +251,11 @@ impl Repository {
             Ok(versions) => {
                 entry.failures.clear();
                 std::mem::replace(&mut entry.versions, versions.clone())
+            }
+            Err(RepoError::ModelNotFound { .. }) if entry.versions.is_empty() => {
+                // The directory vanished meanwhile: forget the model.
+                table.remove(name);
+                BTreeMap::new()
             }
             Err(e) => {
                 if entry.versions.is_empty() {

@@ -377,7 +377,7 @@ fn completes_the_example_configs_to_tritons_json() {
             "batch_output": [],
             "dynamic_batching": {
                 "preferred_batch_size": [64],
-                "max_queue_delay_microseconds": 500,
+                "max_queue_delay_microseconds": 0,
                 "preserve_ordering": false,
                 "priority_levels": 0,
                 "default_priority_level": 0,

@@ -142,11 +142,15 @@ impl Scheduler {
     pub fn submit(&self, req: Request) -> Result<oneshot::Receiver<Result<JobOutput>>> {
         let cfg = &self.config;
         let levels = cfg.levels.len();
+        // Triton's rule: 0 or a level the model doesn't have means the default level.
+        let default = cfg
+            .default_priority
+            .clamp(1, u32::try_from(levels).unwrap_or(1).max(1));
         let priority = match req.priority {
-            None | Some(0) => cfg.default_priority.max(1),
-            Some(p) => p,
+            Some(p) if p >= 1 && usize::try_from(p).is_ok_and(|p| p <= levels) => p,
+            _ => default,
         };
-        let level = usize::try_from(priority - 1).unwrap_or(usize::MAX);
+        let level = usize::try_from(priority - 1).unwrap_or(0);
         let Some(policy) = cfg.levels.get(level) else {
             return Err(SchedError::BadPriority {
                 model: cfg.model.clone(),

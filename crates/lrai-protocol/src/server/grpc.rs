@@ -19,9 +19,14 @@ use crate::{decode_grpc_request, encode_grpc_response};
 /// INT32_MAX).
 pub fn grpc_service(state: Arc<ServerState>) -> GrpcInferenceServiceServer<Service> {
     let limit = state.config.max_grpc_message_bytes;
+    // tritonclient can compress requests (gzip, deflate) as Triton's server accepts them.
     GrpcInferenceServiceServer::new(Service { state })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Deflate)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Deflate)
 }
 
 /// The service implementation.

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lrai_core::Dim;
@@ -263,6 +263,39 @@ fn header_length(headers: &HeaderMap) -> Result<Option<usize>> {
         })
 }
 
+/// Undoes `Content-Encoding: gzip | deflate` (tritonclient's request compression, which
+/// Triton accepts), never inflating past the body limit.
+fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes> {
+    use std::io::Read;
+    let Some(encoding) = headers.get(CONTENT_ENCODING) else {
+        return Ok(body);
+    };
+    let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let mut out = Vec::new();
+    let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let read = match encoding.as_str() {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(&body[..])
+            .take(limit_u64)
+            .read_to_end(&mut out),
+        // HTTP's "deflate" is the zlib format (RFC 9110), which is what tritonclient sends.
+        "deflate" => flate2::read::ZlibDecoder::new(&body[..])
+            .take(limit_u64)
+            .read_to_end(&mut out),
+        other => {
+            return Err(ServerError::Header {
+                name: "Content-Encoding",
+                reason: format!("'{other}' is not supported; use gzip, deflate or none"),
+            });
+        }
+    };
+    read.map_err(|e| ServerError::Body(format!("cannot decompress the {encoding} body: {e}")))?;
+    if out.len() > limit {
+        return Err(ServerError::BodyTooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
 async fn infer_common(
     s: &ServerState,
     model: String,
@@ -270,7 +303,7 @@ async fn infer_common(
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = body_bytes(s, body)?;
+    let body = decompress(headers, body_bytes(s, body)?, s.config.max_body_bytes)?;
     let header_len = header_length(headers)?;
     let mut req = if header_len == Some(0) {
         // Raw binary: the body is the one input's bytes; its shape comes from the model.
