@@ -53,7 +53,7 @@ def config_pbtxt(name: str, model: onnx.ModelProto, max_batch: int) -> str:
         text += io(v, "input")
     for v in model.graph.output:
         text += io(v, "output")
-    text += "dynamic_batching {\n  max_queue_delay_microseconds: 500\n}\n"
+    text += "dynamic_batching {\n  max_queue_delay_microseconds: 0\n}\n"
     text += "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n"
     return text
 

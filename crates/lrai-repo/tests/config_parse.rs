@@ -37,13 +37,7 @@ fn parses_every_example_model_config() {
         assert_eq!(c.input.len(), 1);
         assert_eq!(c.output[0].name, "logits");
         assert_eq!(c.instance_group[0].kind, InstanceKind::Cpu);
-        assert_eq!(
-            c.dynamic_batching
-                .as_ref()
-                .unwrap()
-                .max_queue_delay_microseconds,
-            500
-        );
+        assert!(c.dynamic_batching.is_some(), "{name}: examples batch dynamically");
         seen += 1;
     }
     assert!(
