@@ -43,7 +43,7 @@ def read_bundle(stem: Path) -> dict:
     return out
 
 
-def config_pbtxt(name: str, model: onnx.ModelProto, max_batch: int) -> str:
+def config_pbtxt(name: str, model: onnx.ModelProto, max_batch: int, delay_us: int) -> str:
     def io(v, kind):
         dims = [d.dim_value if d.dim_value else -1 for d in v.type.tensor_type.shape.dim][1:]
         return (f'{kind} [\n  {{\n    name: "{v.name}"\n    data_type: {TRITON[v.type.tensor_type.elem_type]}\n'
@@ -53,7 +53,7 @@ def config_pbtxt(name: str, model: onnx.ModelProto, max_batch: int) -> str:
         text += io(v, "input")
     for v in model.graph.output:
         text += io(v, "output")
-    text += "dynamic_batching {\n  max_queue_delay_microseconds: 0\n}\n"
+    text += f"dynamic_batching {{\n  max_queue_delay_microseconds: {delay_us}\n}}\n"
     text += "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n"
     return text
 
@@ -67,7 +67,7 @@ def main() -> None:
         (dst / "1").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared / f"{src}.onnx", dst / "1" / "model.onnx")
         model = onnx.load(str(shared / f"{src}.onnx"))
-        (dst / "config.pbtxt").write_text(config_pbtxt(name, model, 8 if name == "mobilenet_v2" else 64))
+        (dst / "config.pbtxt").write_text(config_pbtxt(name, model, *((8, 500) if name == "mobilenet_v2" else (64, 0))))
         for case in sorted((shared / f"{src}.ref").iterdir()):
             out = ROOT / "tests" / "fixtures" / "refs" / name / case.name
             out.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,10 @@ fn parses_every_example_model_config() {
         assert_eq!(c.input.len(), 1);
         assert_eq!(c.output[0].name, "logits");
         assert_eq!(c.instance_group[0].kind, InstanceKind::Cpu);
-        assert!(c.dynamic_batching.is_some(), "{name}: examples batch dynamically");
+        assert!(
+            c.dynamic_batching.is_some(),
+            "{name}: examples batch dynamically"
+        );
         seen += 1;
     }
     assert!(
