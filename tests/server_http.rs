@@ -1,4 +1,4 @@
-//! The real server over HTTP with a real client (reqwest): KServe v2 endpoints, JSON and
+//! The real server over HTTP with a real client (hyper's): KServe v2 endpoints, JSON and
 //! binary tensors, Triton's error statuses, and every bad-input case, on port 0.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -11,13 +11,22 @@ fn url(s: &lrai::RunningServer, path: &str) -> String {
 }
 
 async fn get(s: &lrai::RunningServer, path: &str) -> (u16, Value) {
-    let r = reqwest::get(url(s, path)).await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
+    let r = common::get(&url(s, path)).await;
+    let text = r.text();
     (
-        status,
+        r.status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+async fn status_of(s: &lrai::RunningServer, path: &str) -> u16 {
+    common::get(&url(s, path)).await.status
+}
+
+async fn metrics_text(s: &lrai::RunningServer) -> String {
+    common::get(&format!("http://{}/metrics", s.metrics_addr))
+        .await
+        .text()
 }
 
 async fn post(
@@ -25,15 +34,13 @@ async fn post(
     path: &str,
     body: Vec<u8>,
     header_len: Option<usize>,
-) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let mut req = reqwest::Client::new().post(url(s, path)).body(body);
-    if let Some(n) = header_len {
-        req = req.header("Inference-Header-Content-Length", n.to_string());
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    (status, headers, r.bytes().await.unwrap().to_vec())
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let headers: Vec<(&str, String)> = header_len
+        .map(|n| ("Inference-Header-Content-Length", n.to_string()))
+        .into_iter()
+        .collect();
+    let r = common::http("POST", &url(s, path), &headers, body).await;
+    (r.status, r.headers, r.body)
 }
 
 async fn post_json(s: &lrai::RunningServer, path: &str, body: &Value) -> (u16, Value) {
@@ -56,42 +63,15 @@ fn error_of(v: &Value) -> &str {
 async fn health_metadata_config_and_index() {
     let repo = common::standard_repo();
     let s = common::start(repo.path(), |_| {}).await;
-    assert_eq!(
-        reqwest::get(url(&s, "/v2/health/live"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&s, "/v2/health/live").await, 200);
     // `broken` never loads, so the server as a whole is not ready; the good models are.
+    assert_eq!(status_of(&s, "/v2/health/ready").await, 503);
+    assert_eq!(status_of(&s, "/v2/models/digits_mlp/ready").await, 200);
     assert_eq!(
-        reqwest::get(url(&s, "/v2/health/ready"))
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
-    assert_eq!(
-        reqwest::get(url(&s, "/v2/models/digits_mlp/ready"))
-            .await
-            .unwrap()
-            .status(),
+        status_of(&s, "/v2/models/digits_mlp/versions/1/ready").await,
         200
     );
-    assert_eq!(
-        reqwest::get(url(&s, "/v2/models/digits_mlp/versions/1/ready"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        reqwest::get(url(&s, "/v2/models/broken/ready"))
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(status_of(&s, "/v2/models/broken/ready").await, 503);
 
     let (st, meta) = get(&s, "/v2").await;
     assert_eq!(st, 200);
@@ -289,12 +269,7 @@ async fn a_panicking_model_fails_its_requests_and_everything_else_keeps_serving(
     let m = &stats["model_stats"][0];
     assert_eq!(m["inference_stats"]["success"]["count"], 1);
     assert_eq!(m["inference_stats"]["fail"]["count"], 1);
-    let text = reqwest::get(format!("http://{}/metrics", s.metrics_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&s).await;
     assert!(
         text.contains("lrai_instance_restarts_total{model=\"fake\",version=\"1\"} 1"),
         "{text}"
@@ -309,12 +284,7 @@ async fn a_panicking_model_fails_its_requests_and_everything_else_keeps_serving(
 async fn wait_inflight(s: &lrai::RunningServer, model: &str, n: usize) {
     let needle = format!("lrai_inflight_requests{{model=\"{model}\",version=\"1\"}} {n}");
     for _ in 0..1000 {
-        let text = reqwest::get(format!("http://{}/metrics", s.metrics_addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(s).await;
         if text.contains(&needle) {
             return;
         }
@@ -340,13 +310,14 @@ dynamic_batching { default_queue_policy { max_queue_size: 1 } }
         )),
     );
     let s = common::start(repo.path(), |_| {}).await;
-    let client = reqwest::Client::new();
     let target = url(&s, "/v2/models/fake/infer");
     let send = move |v: f32| {
         let body =
             json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [v]}]});
-        let req = client.post(target.clone()).json(&body);
-        tokio::spawn(async move { req.send().await.unwrap() })
+        let target = target.clone();
+        tokio::spawn(async move {
+            common::http("POST", &target, &[], serde_json::to_vec(&body).unwrap()).await
+        })
     };
     // One request holds the instance (sleeps 300 ms), one waits in the queue of size 1,
     // and of five more sent at once, those that find the queue full are refused at once.
@@ -357,16 +328,16 @@ dynamic_batching { default_queue_policy { max_queue_size: 1 } }
     let mut rejected = None;
     for o in others {
         let r = o.await.unwrap();
-        statuses.push(r.status().as_u16());
-        if r.status() == 503 && rejected.is_none() {
+        statuses.push(r.status);
+        if r.status == 503 && rejected.is_none() {
             rejected = Some(r);
         }
     }
     let r = rejected.unwrap_or_else(|| panic!("a full queue must answer 503; got {statuses:?}"));
-    assert_eq!(r.headers()["retry-after"], "1");
-    let out: Value = r.json().await.unwrap();
+    assert_eq!(r.headers["retry-after"], "1");
+    let out: Value = r.json();
     assert!(error_of(&out).contains("max_queue_size 1"), "{out}");
-    assert_eq!(first.await.unwrap().status(), 200);
+    assert_eq!(first.await.unwrap().status, 200);
     s.shutdown().await;
 }
 
@@ -405,15 +376,13 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let s = common::start(repo.path(), |_| {}).await;
     let body =
         json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1200.0]}]});
-    let pending = tokio::spawn(
-        reqwest::Client::new()
-            .post(url(&s, "/v2/models/fake/infer"))
-            .json(&body)
-            .send(),
-    );
+    let target = url(&s, "/v2/models/fake/infer");
+    let pending = tokio::spawn(async move {
+        common::http("POST", &target, &[], serde_json::to_vec(&body).unwrap()).await
+    });
     // The request must be in the server before shutdown starts.
     wait_inflight(&s, "fake", 1).await;
     s.shutdown().await;
-    let r = pending.await.unwrap().unwrap();
-    assert_eq!(r.status(), 200);
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 200);
 }

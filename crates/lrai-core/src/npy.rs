@@ -303,7 +303,35 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
 /// # Errors
 /// [`CoreError::Io`] or [`CoreError::Npy`].
 pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<()> {
-    fs_err::write(path, encode_npy(tensor)?)?;
+    let buf = encode_npy(tensor)?;
+    write_atomic(path, |f| f.write_all(&buf))
+}
+
+/// Writes `path` through a temporary file in the same directory, renamed into place when
+/// complete, so an interrupted run never leaves a truncated file that looks valid.
+///
+/// # Errors
+/// [`CoreError::Io`], naming `path`.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let named = |e: std::io::Error| {
+        CoreError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot write {}: {e}", path.display()),
+        ))
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".lrai-")
+        .tempfile_in(dir)
+        .map_err(named)?;
+    write(tmp.as_file_mut()).map_err(named)?;
+    tmp.persist(path).map_err(|e| named(e.error))?;
     Ok(())
 }
 
@@ -345,8 +373,8 @@ pub fn decode_npz<R: Read + Seek>(reader: R) -> Result<Vec<(String, Tensor)>> {
 /// # Errors
 /// [`CoreError::Io`] or [`CoreError::Npy`].
 pub fn write_npz(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let file = fs_err::File::create(path)?;
-    let mut zip = zip::ZipWriter::new(file);
+    // Encoded in memory first so a bad tensor fails before anything touches the disk.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     for (name, t) in tensors {
@@ -354,9 +382,11 @@ pub fn write_npz(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
             .map_err(|e| bad(format!("cannot write member '{name}': {e}")))?;
         zip.write_all(&encode_npy(t)?)?;
     }
-    zip.finish()
-        .map_err(|e| bad(format!("cannot finish archive: {e}")))?;
-    Ok(())
+    let buf = zip
+        .finish()
+        .map_err(|e| bad(format!("cannot finish archive: {e}")))?
+        .into_inner();
+    write_atomic(path, |f| f.write_all(&buf))
 }
 
 #[cfg(test)]

@@ -20,13 +20,13 @@ use crate::{decode_grpc_request, encode_grpc_response};
 pub fn grpc_service(state: Arc<ServerState>) -> GrpcInferenceServiceServer<Service> {
     let limit = state.config.max_grpc_message_bytes;
     // tritonclient can compress requests (gzip, deflate) as Triton's server accepts them.
+    // Responses stay uncompressed, as Triton's: every grpc-core client advertises gzip in
+    // grpc-accept-encoding, and compressing each reply would cost more than it saves here.
     GrpcInferenceServiceServer::new(Service { state })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .accept_compressed(tonic::codec::CompressionEncoding::Deflate)
-        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .send_compressed(tonic::codec::CompressionEncoding::Deflate)
 }
 
 /// The service implementation.
