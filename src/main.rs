@@ -27,6 +27,8 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Run a model once (or repeatedly, timed) on inputs from files or random data.
     Run(cmd::run::RunArgs),
+    /// Quantize a model to INT8 (static QDQ or dynamic) or FP16 under an accuracy budget.
+    Quantize(Box<cmd::quantize::QuantizeArgs>),
 }
 
 fn main() {
@@ -39,6 +41,7 @@ fn main() {
         Command::Serve(config) => cmd::serve::run(*config),
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Quantize(args) => cmd::quantize::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
