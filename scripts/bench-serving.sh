@@ -8,6 +8,8 @@
 # Usage: scripts/bench-serving.sh            (~35 min on 2 cores; first run also installs the peers' venvs)
 #   SKIP_PEERS=1   LRAI and the ceiling only
 #   CONC="1 4 16 64"  concurrency levels (mobilenet defaults to "1 4 16")
+#   LRAI_BIN=path  use this lrai binary instead of building one (e.g. a copy, while the
+#                  tree is being edited)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -30,9 +32,12 @@ PA_HTTP_FORMAT=json pa_sweep ceiling digits_mlp http 18500
 stop_server
 
 echo "== LRAI" >&2
-cargo build -q --release --locked --manifest-path "$ROOT/Cargo.toml"
+if [ -z "${LRAI_BIN:-}" ]; then
+  cargo build -q --release --locked --manifest-path "$ROOT/Cargo.toml"
+  LRAI_BIN=$ROOT/target/release/lrai
+fi
 ORT_LIB=$(ls "$VENVS"/peers/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
-start_server "$OUT/logs/lrai.log" "$ROOT/target/release/lrai" serve --model-repository "$ROOT/examples/models" \
+start_server "$OUT/logs/lrai.log" "$LRAI_BIN" serve --model-repository "$ROOT/examples/models" \
   --address 127.0.0.1 --http-port 18600 --grpc-port 18601 --metrics-port 18602 \
   --backend onnxruntime --ort-lib "$ORT_LIB" --load-model digits_mlp,mobilenet_v2 --log-level warn
 wait_ready "http://127.0.0.1:18600/v2/health/ready" 120

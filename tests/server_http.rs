@@ -386,3 +386,83 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let r = pending.await.unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_a_latency_objective_batches_adaptively_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+name: "mlp_slo"
+max_batch_size: 16
+dynamic_batching { max_queue_delay_microseconds: 100 }
+parameters { key: "lrai.slo_p95_ms" value: { string_value: "50" } }
+"#;
+    common::copy_example(dir.path(), "digits_mlp", "mlp_slo", Some(config));
+    let bad = r#"
+name: "bad_slo"
+max_batch_size: 16
+parameters { key: "lrai.slo_p95_ms" value: { string_value: "soon" } }
+"#;
+    common::copy_example(dir.path(), "digits_mlp", "bad_slo", Some(bad));
+    let s = common::start(dir.path(), |_| {}).await;
+    // A malformed objective is a load error that names the parameter.
+    let (_, index) = post_json(&s, "/v2/repository/index", &json!({})).await;
+    let bad_entry = index
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "bad_slo")
+        .cloned()
+        .unwrap();
+    assert_eq!(bad_entry["state"], "UNAVAILABLE", "{bad_entry}");
+    assert!(
+        bad_entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lrai.slo_p95_ms"),
+        "{bad_entry}"
+    );
+    // Enough requests (bounded) to close a window (256 completions), answered correctly.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let addr = s.http_addr;
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::to_vec(&digits_request(1)).unwrap();
+            let mut ok = 0;
+            for _ in 0..40 {
+                let r = common::http(
+                    "POST",
+                    &format!("http://{addr}/v2/models/mlp_slo/infer"),
+                    &[],
+                    body.clone(),
+                )
+                .await;
+                if r.status == 200 && r.json()["outputs"][0]["shape"] == json!([1, 10]) {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    assert_eq!(ok, 320);
+    let (status, stats) = get(&s, "/v2/models/mlp_slo/stats").await;
+    assert_eq!(status, 200);
+    let a = &stats["model_stats"][0]["lrai_adaptive"];
+    assert_eq!(a["slo_p95_us"], json!(50_000), "{stats}");
+    assert!(a["mode"] == "adaptive" || a["mode"] == "static", "{a}");
+    assert!(a["max_batch_size"].as_u64().unwrap() <= 16, "{a}");
+    assert!(
+        a["cost_model"]["us_per_input_element"].as_f64().is_some(),
+        "{a}"
+    );
+    let text = metrics_text(&s).await;
+    assert!(
+        text.contains("lrai_batcher_max_queue_delay_us{model=\"mlp_slo\",version=\"1\"}"),
+        "{text}"
+    );
+    assert!(text.contains("lrai_slo_attainment{model=\"mlp_slo\",version=\"1\"}"));
+    s.shutdown().await;
+}

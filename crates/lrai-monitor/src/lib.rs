@@ -13,7 +13,8 @@ mod metrics;
 mod stats;
 
 pub use metrics::{
-    BatchReason, BatchTimings, FailureReason, Metrics, ModelMetrics, Protocol, RequestStatus,
+    AdaptiveStatus, BatchReason, BatchTimings, FailureReason, FallbackReason, Metrics,
+    ModelMetrics, Protocol, RequestStatus,
 };
 pub use stats::{BatchStat, Duration as StatDuration, ModelStatsSnapshot};
 

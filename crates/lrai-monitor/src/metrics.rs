@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::Result;
@@ -159,6 +159,12 @@ struct Families {
     inflight: IntGaugeVec,
     restarts: IntCounterVec,
     load_seconds: HistogramVec,
+    batcher_adaptive: IntGaugeVec,
+    batcher_max_batch: IntGaugeVec,
+    batcher_delay_us: IntGaugeVec,
+    slo_attainment: GaugeVec,
+    cost_prediction_error: GaugeVec,
+    batcher_fallbacks: IntCounterVec,
 }
 
 /// The process's metric registry. Cloning shares it.
@@ -190,6 +196,11 @@ impl Metrics {
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec> {
             let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let fgauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec> {
+            let g = GaugeVec::new(Opts::new(name, help), labels)?;
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
@@ -305,6 +316,36 @@ impl Metrics {
                 MV,
                 latency_buckets(),
             )?,
+            batcher_adaptive: gauge(
+                "lrai_batcher_adaptive",
+                "1 while the adaptive controller drives batching, 0 while the model runs its static settings (models with an SLO only)",
+                MV,
+            )?,
+            batcher_max_batch: gauge(
+                "lrai_batcher_max_batch_size",
+                "Largest batch (rows) the batcher forms now",
+                MV,
+            )?,
+            batcher_delay_us: gauge(
+                "lrai_batcher_max_queue_delay_us",
+                "Longest the oldest request may wait for a bigger batch now, in microseconds",
+                MV,
+            )?,
+            slo_attainment: fgauge(
+                "lrai_slo_attainment",
+                "Fraction of requests within the latency objective over the last window",
+                MV,
+            )?,
+            cost_prediction_error: fgauge(
+                "lrai_cost_model_error",
+                "Median relative error of the batch cost model's predictions over the last window",
+                MV,
+            )?,
+            batcher_fallbacks: counter(
+                "lrai_batcher_fallbacks_total",
+                "Times the adaptive controller handed batching back to the static settings, by reason",
+                &["model", "version", "reason"],
+            )?,
         };
         Ok(Metrics {
             registry,
@@ -367,6 +408,15 @@ impl Metrics {
             inflight: f.inflight.with_label_values(&mv),
             restarts: f.restarts.with_label_values(&mv),
             load_seconds: f.load_seconds.with_label_values(&mv),
+            adaptive: AdaptiveHandles {
+                on: f.batcher_adaptive.with_label_values(&mv),
+                max_batch: f.batcher_max_batch.with_label_values(&mv),
+                delay_us: f.batcher_delay_us.with_label_values(&mv),
+                attainment: f.slo_attainment.with_label_values(&mv),
+                error: f.cost_prediction_error.with_label_values(&mv),
+                fallbacks: f.batcher_fallbacks.clone(),
+                status: std::sync::Mutex::new(None),
+            },
             stats: StatCounters::default(),
             batch_stats: BatchStats::default(),
         })
@@ -389,8 +439,23 @@ impl Metrics {
         ] {
             let _ = c.remove_label_values(&mv);
         }
-        for g in [&f.nv_pending, &f.queue_depth, &f.inflight] {
+        for g in [
+            &f.nv_pending,
+            &f.queue_depth,
+            &f.inflight,
+            &f.batcher_adaptive,
+            &f.batcher_max_batch,
+            &f.batcher_delay_us,
+        ] {
             let _ = g.remove_label_values(&mv);
+        }
+        for g in [&f.slo_attainment, &f.cost_prediction_error] {
+            let _ = g.remove_label_values(&mv);
+        }
+        for r in FallbackReason::ALL {
+            let _ = f
+                .batcher_fallbacks
+                .remove_label_values(&[model, version, r.as_str()]);
         }
         for h in [
             &f.queue_seconds,
@@ -482,8 +547,81 @@ pub struct ModelMetrics {
     inflight: IntGauge,
     restarts: IntCounter,
     load_seconds: Histogram,
+    adaptive: AdaptiveHandles,
     stats: StatCounters,
     batch_stats: BatchStats,
+}
+
+/// The adaptive controller's gauges; the status itself changes once per window, so a
+/// mutex is fine.
+struct AdaptiveHandles {
+    on: IntGauge,
+    max_batch: IntGauge,
+    delay_us: IntGauge,
+    attainment: Gauge,
+    error: Gauge,
+    fallbacks: IntCounterVec,
+    status: std::sync::Mutex<Option<AdaptiveStatus>>,
+}
+
+/// Why the adaptive controller handed batching back to the static settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// The cost model's predictions diverged from observed batch times.
+    Prediction,
+    /// SLO attainment collapsed under adaptive settings.
+    Slo,
+    /// The controller produced invalid settings or stopped dispatching.
+    Stalled,
+}
+
+impl FallbackReason {
+    /// Every reason.
+    pub const ALL: [FallbackReason; 3] = [
+        FallbackReason::Prediction,
+        FallbackReason::Slo,
+        FallbackReason::Stalled,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::Prediction => "prediction",
+            FallbackReason::Slo => "slo",
+            FallbackReason::Stalled => "stalled",
+        }
+    }
+}
+
+/// What the adaptive controller is doing, for the statistics endpoint and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptiveStatus {
+    /// `adaptive`, or `static` while fallen back.
+    pub mode: &'static str,
+    /// Why it fell back (static mode only).
+    pub fallback_reason: Option<FallbackReason>,
+    /// The objective: p95 end-to-end server latency.
+    pub slo: Duration,
+    /// Current largest batch in rows.
+    pub max_batch_size: usize,
+    /// Current longest wait for the oldest request.
+    pub max_queue_delay: Duration,
+    /// Cost model: fixed cost per batch, µs.
+    pub cost_fixed_us: f64,
+    /// Cost model: µs per input element (rows × elements per row).
+    pub cost_per_element_us: f64,
+    /// Median relative prediction error over the last window.
+    pub prediction_error: f64,
+    /// Fraction of requests within the SLO over the last window.
+    pub attainment: f64,
+    /// p95 latency of the last window.
+    pub window_p95: Duration,
+    /// Requests completed in the last window.
+    pub window_requests: u64,
+    /// Observed arrival rate, requests per second.
+    pub arrival_rate: f64,
+    /// Times it fell back so far.
+    pub fallbacks: u64,
 }
 
 impl std::fmt::Debug for ModelMetrics {
@@ -634,6 +772,38 @@ impl ModelMetrics {
     /// The version finished loading.
     pub fn loaded(&self, took: Duration) {
         self.load_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The adaptive controller published a new status (once per window).
+    pub fn adaptive_update(&self, status: AdaptiveStatus) {
+        let a = &self.adaptive;
+        a.on.set(i64::from(status.mode == "adaptive"));
+        a.max_batch
+            .set(i64::try_from(status.max_batch_size).unwrap_or(i64::MAX));
+        a.delay_us
+            .set(i64::try_from(us(status.max_queue_delay)).unwrap_or(i64::MAX));
+        a.attainment.set(status.attainment);
+        a.error.set(status.prediction_error);
+        *a.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+    }
+
+    /// The adaptive controller fell back to static settings.
+    pub fn adaptive_fallback(&self, reason: FallbackReason) {
+        self.adaptive
+            .fallbacks
+            .with_label_values(&[&self.model, &self.version, reason.as_str()])
+            .inc();
+    }
+
+    /// The adaptive controller's last status (models with an SLO only).
+    pub fn adaptive_status(&self) -> Option<AdaptiveStatus> {
+        self.adaptive
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Statistics in Triton's shape.

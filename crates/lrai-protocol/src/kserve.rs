@@ -312,6 +312,10 @@ pub struct ModelStatistics {
     /// Memory held.
     #[serde(default)]
     pub memory_usage: Vec<MemoryUsage>,
+    /// LRAI: the adaptive batcher's settings, cost model and SLO attainment (models with
+    /// `lrai.slo_p95_ms` only; HTTP only, gRPC's message has no room for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lrai_adaptive: Option<serde_json::Value>,
 }
 
 impl From<ModelStatistics> for pb::ModelStatistics {

@@ -37,6 +37,8 @@ pub struct ModelHandle {
     pub(crate) backend: BackendKind,
     pub(crate) scheduler: Scheduler,
     pub(crate) metrics: Arc<ModelMetrics>,
+    /// Sequence-length buckets (`lrai.pad_buckets`), off by default.
+    pub(crate) padding: Option<lrai_sched::Padding>,
 }
 
 impl ModelHandle {
@@ -227,13 +229,21 @@ impl ModelHandle {
         timeout: Option<Duration>,
         span: tracing::Span,
     ) -> Result<JobOutput> {
+        let (inputs, padded) = match &self.padding {
+            Some(p) => lrai_sched::pad::pad_inputs(p, inputs),
+            None => (inputs, None),
+        };
         let req = Request {
             inputs,
             priority,
             timeout,
             span,
         };
-        Ok(self.scheduler.infer(req).await?)
+        let mut out = self.scheduler.infer(req).await?;
+        if let (Some(p), Some(how)) = (&self.padding, padded) {
+            out.outputs = lrai_sched::pad::trim_outputs(p, how, out.outputs);
+        }
+        Ok(out)
     }
 
     /// Stops accepting requests and waits until the queued ones ran and the instances stopped.

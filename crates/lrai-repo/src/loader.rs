@@ -16,7 +16,8 @@ use lrai_core::random::{SplitMix64, random_tensor};
 use lrai_exec::{InstancePool, InstanceSpec, SessionFactory};
 use lrai_monitor::Metrics;
 use lrai_sched::{
-    BatchPolicy, QueuePolicy, SchedConfig, SchedError, Scheduler, TimeoutAction as SchedTimeout,
+    AdaptiveConfig, BatchPolicy, QueuePolicy, SchedConfig, SchedError, Scheduler,
+    TimeoutAction as SchedTimeout,
 };
 
 use crate::config::{
@@ -142,6 +143,8 @@ pub(crate) struct VersionJob {
 /// What the blocking part builds: sessions and the effective config.
 struct Built {
     config: ModelConfig,
+    /// Warm-up timings (input elements, compute time), measured for adaptive models.
+    profile: Vec<(u64, Duration)>,
     sessions: Vec<Arc<dyn Session>>,
     factory: SessionFactory,
     backend: Arc<dyn Backend>,
@@ -173,11 +176,13 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
         metrics: Arc::clone(&mm),
     };
     let sessions = built.sessions;
-    let scheduler = Scheduler::start(
-        sched_config(&name, &config, &settings),
-        Arc::clone(&mm),
-        |notify| InstancePool::<SchedError>::start(&spec, sessions, notify),
-    )
+    let mut sched = sched_config(&name, &config, &settings);
+    if let Some(a) = &mut sched.adaptive {
+        a.profile = built.profile;
+    }
+    let scheduler = Scheduler::start(sched, Arc::clone(&mm), |notify| {
+        InstancePool::<SchedError>::start(&spec, sessions, notify)
+    })
     .map_err(|e| RepoError::ModelFiles {
         model: name.clone(),
         reason: format!("cannot start instance threads: {e}"),
@@ -204,6 +209,7 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
     mm.loaded(took);
     let backend = built.backend.kind();
     tracing::info!(model = %name, version, backend = %backend, max_batch_size = config.max_batch(), instances = config.instance_group.iter().map(|g| g.count).sum::<u32>(), load_ms = took.as_millis(), "model ready");
+    let padding = config.padding();
     Ok(Arc::new(ModelHandle {
         name,
         version,
@@ -213,6 +219,7 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
         backend,
         scheduler,
         metrics: mm,
+        padding,
     }))
 }
 
@@ -295,17 +302,23 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
     for _ in 1..count {
         sessions.push(load(&backend)?);
     }
-    for s in &sessions {
-        warm_up(&config, &job.root.join(name), s.as_ref()).map_err(|reason| RepoError::Warmup {
-            model: name.clone(),
-            version: job.version,
-            reason,
+    let mut profile = Vec::new();
+    for (i, s) in sessions.iter().enumerate() {
+        // One instance's timings are enough for the adaptive cost model.
+        let timed = (i == 0 && config.slo().is_some()).then_some(&mut profile);
+        warm_up(&config, &job.root.join(name), s.as_ref(), timed).map_err(|reason| {
+            RepoError::Warmup {
+                model: name.clone(),
+                version: job.version,
+                reason,
+            }
         })?;
     }
     let factory_backend = Arc::clone(&backend);
     let factory: SessionFactory = Arc::new(move || factory_backend.load(&source, &options));
     Ok(Built {
         config,
+        profile,
         sessions,
         factory,
         backend,
@@ -341,12 +354,29 @@ fn warm_sizes(config: &ModelConfig) -> Vec<usize> {
 }
 
 /// Runs warm-up requests on one session: the config's `model_warmup` when given,
-/// otherwise zeros at every size of [`warm_sizes`] (free dims set to 1).
+/// otherwise zeros at every size of [`warm_sizes`] (free dims set to 1). With `profile`,
+/// each size runs once more, timed (the first run of a shape compiles plans), and the
+/// timings are recorded for the adaptive batcher's cost model.
 fn warm_up(
     config: &ModelConfig,
     model_dir: &Path,
     session: &dyn Session,
+    mut profile: Option<&mut Vec<(u64, Duration)>>,
 ) -> std::result::Result<(), String> {
+    let mut timed = |inputs: &[(String, Tensor)], label: &dyn std::fmt::Display| {
+        if let Some(p) = profile.as_deref_mut() {
+            let started = Instant::now();
+            session
+                .run(inputs)
+                .map_err(|e| format!("warm-up {label}: {e}"))?;
+            let elements = inputs
+                .iter()
+                .map(|(_, t)| t.shape().iter().product::<usize>() as u64)
+                .sum();
+            p.push((elements, started.elapsed()));
+        }
+        Ok::<(), String>(())
+    };
     let batching = config.max_batch() > 0;
     if !config.model_warmup.is_empty() {
         for w in &config.model_warmup {
@@ -373,6 +403,7 @@ fn warm_up(
                     .run(&inputs)
                     .map_err(|e| format!("warm-up '{}': {e}", w.name))?;
             }
+            timed(&inputs, &format_args!("'{}'", w.name))?;
         }
         return Ok(());
     }
@@ -387,6 +418,7 @@ fn warm_up(
         session
             .run(&inputs)
             .map_err(|e| format!("warm-up at batch size {rows}: {e}"))?;
+        timed(&inputs, &format_args!("at batch size {rows}"))?;
     }
     Ok(())
 }
@@ -421,6 +453,7 @@ pub(crate) fn sched_config(
             },
         );
         c.levels[0].max_queue_size = settings.default_max_queue_size;
+        c.adaptive = adaptive_config(config);
         return c;
     };
     let policy = BatchPolicy {
@@ -462,7 +495,18 @@ pub(crate) fn sched_config(
         policy,
         default_priority,
         levels: level_policies,
+        adaptive: adaptive_config(config),
     }
+}
+
+/// The adaptive batcher's settings, for models with a latency objective.
+fn adaptive_config(config: &ModelConfig) -> Option<AdaptiveConfig> {
+    let slo = config.slo()?;
+    let mut a = AdaptiveConfig::for_slo(slo);
+    if let Some(d) = config.adaptive_max_delay() {
+        a.max_delay = d.min(slo);
+    }
+    Some(a)
 }
 
 /// Model names in a repository directory (blocking).

@@ -259,7 +259,8 @@ impl Repository {
             }
             Err(e) => {
                 if entry.versions.is_empty() {
-                    entry.failures.insert(0, e.to_string());
+                    // With its causes: "invalid configuration X" alone doesn't say what to fix.
+                    entry.failures.insert(0, error_chain(&e));
                 } else {
                     tracing::warn!(model = %name, error = %e, "reload failed; the loaded versions keep serving");
                 }
@@ -515,4 +516,19 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+/// An error and its sources, `: `-joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

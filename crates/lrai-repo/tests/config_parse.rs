@@ -183,6 +183,15 @@ fn parses_a_large_triton_config() {
     assert_eq!(w.inputs["ids"].data, WarmupData::File("ids.bin".into()));
 
     let text: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    let known: Vec<&str> = lrai_repo::config::LRAI_PARAMETERS
+        .iter()
+        .map(|p| p.key)
+        .collect();
+    let unknown_parameter = format!(
+        "line 66, column 3: unknown LRAI parameter 'lrai.bakend'; it is ignored (known: {}); \
+         did you mean 'lrai.backend'?",
+        known.join(", ")
+    );
     assert_eq!(
         text,
         [
@@ -192,8 +201,7 @@ fn parses_a_large_triton_config() {
              ignored",
             "line 59, column 47: 'instance_group[0].rate_limiter' is a Triton setting LRAI does \
              not implement; it is ignored",
-            "line 66, column 3: unknown LRAI parameter 'lrai.bakend'; it is ignored (known: \
-             lrai.backend); did you mean 'lrai.backend'?",
+            unknown_parameter.as_str(),
             "line 68, column 1: 'optimization' is a Triton setting LRAI does not implement; it is \
              ignored",
             "line 69, column 1: 'response_cache' is a Triton setting LRAI does not implement; it \

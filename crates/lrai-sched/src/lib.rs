@@ -6,8 +6,9 @@
 //! [`SchedError::QueueFull`] at once (503 / UNAVAILABLE upstream) instead of growing
 //! memory. Requests carry deadlines; expired ones are answered with
 //! [`SchedError::Timeout`] without being computed, and requests whose client has gone
-//! are dropped before batching. The adaptive controller (issue 7) will sit beside the
-//! static policy.
+//! are dropped before batching. With a latency objective the [`adaptive`] controller
+//! chooses batch size and queue delay instead, and hands back to the static policy when
+//! its estimates stop being trustworthy.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -15,10 +16,14 @@ use std::time::Duration;
 
 use lrai_core::Tensor;
 
+pub mod adaptive;
+pub mod pad;
 pub mod policy;
 mod queue;
 mod scheduler;
 
+pub use adaptive::{AdaptiveConfig, Controller, CostModel};
+pub use pad::{Padded, Padding};
 pub use policy::{BatchPolicy, Candidate, Decision, decide};
 pub use scheduler::Scheduler;
 
@@ -71,6 +76,9 @@ pub struct SchedConfig {
     pub default_priority: u32,
     /// One queue policy per priority level; its length is the number of levels (≥ 1).
     pub levels: Vec<QueuePolicy>,
+    /// A latency objective: batching adapts to it (and falls back to `policy`); `None`
+    /// = `policy` exactly.
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 impl SchedConfig {
@@ -81,6 +89,7 @@ impl SchedConfig {
             policy,
             default_priority: 1,
             levels: vec![QueuePolicy::default()],
+            adaptive: None,
         }
     }
 }
@@ -127,6 +136,18 @@ pub enum SchedError {
         waited_us: u64,
         /// Its timeout.
         timeout_us: u64,
+    },
+    /// The request cannot finish before its deadline even if it ran alone now.
+    #[error(
+        "request to model '{model}' cannot finish before its deadline ({left_us} µs left, running it alone takes about {needed_us} µs); it was not computed: raise the timeout or reduce the load"
+    )]
+    Unmeetable {
+        /// Model name.
+        model: String,
+        /// Time left until the deadline.
+        left_us: u64,
+        /// Predicted run time.
+        needed_us: u64,
     },
     /// A priority outside the configured levels.
     #[error(

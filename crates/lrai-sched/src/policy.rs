@@ -50,6 +50,8 @@ pub struct Candidate {
     pub shape_key: u64,
     /// When it was queued.
     pub enqueued: Instant,
+    /// Input elements it carries (all inputs), the cost model's unit.
+    pub elements: u64,
 }
 
 /// The policy's answer.
@@ -57,12 +59,15 @@ pub struct Candidate {
 pub enum Decision {
     /// Nothing is queued.
     Empty,
-    /// Send the first `count` candidates now.
+    /// Send `count` candidates now: the first `count` in service order, or with `key`,
+    /// the first `count` of that shape group (other groups are skipped, not closed on).
     Send {
-        /// Requests to take from the front.
+        /// Requests to take.
         count: usize,
         /// Why.
         reason: BatchReason,
+        /// Only requests with this shape key.
+        key: Option<u64>,
     },
     /// Ask again at `until` (or when something changes).
     Wait {
@@ -80,6 +85,7 @@ pub fn decide(now: Instant, policy: &BatchPolicy, queue: &[Candidate]) -> Decisi
         return Decision::Send {
             count: 1,
             reason: BatchReason::Idle,
+            key: None,
         };
     }
     let max = policy.max_batch_size;
@@ -107,18 +113,21 @@ pub fn decide(now: Instant, policy: &BatchPolicy, queue: &[Candidate]) -> Decisi
         return Decision::Send {
             count,
             reason: BatchReason::Full,
+            key: None,
         };
     }
     if let Some(count) = preferred {
         return Decision::Send {
             count,
             reason: BatchReason::Preferred,
+            key: None,
         };
     }
     if policy.max_queue_delay.is_zero() {
         return Decision::Send {
             count,
             reason: BatchReason::Idle,
+            key: None,
         };
     }
     let until = oldest + policy.max_queue_delay;
@@ -126,6 +135,7 @@ pub fn decide(now: Instant, policy: &BatchPolicy, queue: &[Candidate]) -> Decisi
         Decision::Send {
             count,
             reason: BatchReason::Delay,
+            key: None,
         }
     } else {
         Decision::Wait { until }
@@ -152,6 +162,7 @@ mod tests {
                 rows,
                 shape_key: key,
                 enqueued: t0 + Duration::from_micros(at_us),
+                elements: rows as u64,
             })
             .collect()
     }
@@ -172,7 +183,8 @@ mod tests {
             decide(t0, &BatchPolicy::unbatched(), &q),
             Decision::Send {
                 count: 1,
-                reason: BatchReason::Idle
+                reason: BatchReason::Idle,
+                key: None,
             }
         );
     }
@@ -185,7 +197,8 @@ mod tests {
             decide(t0, &policy(8, &[], 1000), &q),
             Decision::Send {
                 count: 3,
-                reason: BatchReason::Full
+                reason: BatchReason::Full,
+                key: None,
             }
         );
     }
@@ -198,7 +211,8 @@ mod tests {
             decide(t0, &policy(8, &[], 1000), &q),
             Decision::Send {
                 count: 1,
-                reason: BatchReason::Full
+                reason: BatchReason::Full,
+                key: None,
             }
         );
     }
@@ -211,7 +225,8 @@ mod tests {
             decide(t0, &policy(8, &[], 1000), &q),
             Decision::Send {
                 count: 2,
-                reason: BatchReason::Full
+                reason: BatchReason::Full,
+                key: None,
             }
         );
     }
@@ -224,7 +239,8 @@ mod tests {
             decide(t0, &policy(8, &[2, 4], 1000), &q),
             Decision::Send {
                 count: 4,
-                reason: BatchReason::Preferred
+                reason: BatchReason::Preferred,
+                key: None,
             }
         );
     }
@@ -237,7 +253,8 @@ mod tests {
             decide(t0, &policy(8, &[], 0), &q),
             Decision::Send {
                 count: 2,
-                reason: BatchReason::Idle
+                reason: BatchReason::Idle,
+                key: None,
             }
         );
     }
@@ -257,7 +274,8 @@ mod tests {
             decide(t0 + Duration::from_micros(100), &p, &q),
             Decision::Send {
                 count: 2,
-                reason: BatchReason::Delay
+                reason: BatchReason::Delay,
+                key: None,
             }
         );
     }

@@ -1,5 +1,7 @@
-//! The batcher's queue: one FIFO lane per priority level, owned by the batcher task (no
-//! lock). Admission counting happens outside, in [`crate::Scheduler::submit`].
+//! The batcher's queue: one lane per priority level, owned by the batcher task (no
+//! lock). Lanes are FIFO (Triton's order) or, for models with a latency objective,
+//! earliest-deadline-first. Admission counting happens outside, in
+//! [`crate::Scheduler::submit`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub(crate) struct Pending {
     pub(crate) inputs: Vec<(String, Tensor)>,
     pub(crate) rows: usize,
     pub(crate) shape_key: u64,
+    /// Input elements (the adaptive cost model's unit).
+    pub(crate) elements: u64,
     /// 0-based lane.
     pub(crate) level: usize,
     pub(crate) enqueued: Instant,
@@ -40,6 +44,9 @@ pub(crate) struct Queue {
     model: String,
     /// Earliest deadline among queued requests (a lower bound: may be stale-early).
     next_deadline: Option<Instant>,
+    /// Earliest deadline first within a lane, with this objective as the deadline of
+    /// requests that carry none; `None` = FIFO.
+    edf: Option<Duration>,
 }
 
 fn us(d: Duration) -> u64 {
@@ -58,7 +65,18 @@ impl Queue {
             metrics,
             model: model.to_string(),
             next_deadline: None,
+            edf: None,
         }
+    }
+
+    /// Orders each lane by deadline from now on (`slo` = deadline of requests without one).
+    pub(crate) fn set_edf(&mut self, slo: Option<Duration>) {
+        self.edf = slo;
+    }
+
+    fn order(&self, p: &Pending) -> Instant {
+        let slo = self.edf.unwrap_or(Duration::ZERO);
+        p.deadline.unwrap_or(p.enqueued + slo)
     }
 
     pub(crate) fn push(&mut self, p: Pending) {
@@ -66,7 +84,18 @@ impl Queue {
             self.next_deadline = Some(self.next_deadline.map_or(d, |n| n.min(d)));
         }
         let lane = p.level.min(self.lanes.len() - 1);
-        self.lanes[lane].push_back(p);
+        if self.edf.is_some() {
+            // Most requests share one objective, so they arrive in deadline order: the
+            // search from the back usually stops at once.
+            let key = self.order(&p);
+            let at = self.lanes[lane]
+                .iter()
+                .rposition(|q| self.order(q) <= key)
+                .map_or(0, |i| i + 1);
+            self.lanes[lane].insert(at, p);
+        } else {
+            self.lanes[lane].push_back(p);
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -87,6 +116,7 @@ impl Queue {
                 rows: p.rows,
                 shape_key: p.shape_key,
                 enqueued: p.enqueued,
+                elements: p.elements,
             })
             .collect()
     }
@@ -97,13 +127,28 @@ impl Queue {
             .request_dequeued(now.saturating_duration_since(p.enqueued));
     }
 
-    /// Takes the first `count` requests as jobs; requests whose client has gone are dropped.
-    pub(crate) fn take(&mut self, count: usize, now: Instant) -> Vec<Job<SchedError>> {
+    /// Takes the first `count` requests (of shape group `key`, if given) as jobs, with
+    /// their input elements and queue times; requests whose client has gone are dropped.
+    pub(crate) fn take(
+        &mut self,
+        count: usize,
+        key: Option<u64>,
+        now: Instant,
+    ) -> (Vec<Job<SchedError>>, u64, Vec<Instant>) {
         let mut jobs = Vec::with_capacity(count);
+        let mut elements = 0u64;
+        let mut enqueued = Vec::with_capacity(count);
         let mut taken = 0;
         for lane in &mut self.lanes {
             while taken < count {
-                let Some(p) = lane.pop_front() else { break };
+                let p = match key {
+                    None => lane.pop_front(),
+                    Some(k) => lane
+                        .iter()
+                        .position(|p| p.shape_key == k)
+                        .and_then(|i| lane.remove(i)),
+                };
+                let Some(p) = p else { break };
                 taken += 1;
                 self.counters[p.level].fetch_sub(1, Ordering::Relaxed);
                 self.metrics
@@ -112,6 +157,8 @@ impl Queue {
                     tracing::debug!(model = %self.model, "dropping a request whose client went away");
                     continue;
                 }
+                elements += p.elements;
+                enqueued.push(p.enqueued);
                 jobs.push(Job {
                     inputs: p.inputs,
                     rows: p.rows,
@@ -120,7 +167,42 @@ impl Queue {
                 });
             }
         }
-        jobs
+        (jobs, elements, enqueued)
+    }
+
+    /// Answers at once the requests with a deadline (REJECT policy) that cannot meet it
+    /// even if they ran alone right now, so nothing is computed for a client that will
+    /// not wait for it.
+    pub(crate) fn reject_hopeless(&mut self, now: Instant, alone: impl Fn(u64) -> Duration) {
+        if self.next_deadline.is_none() {
+            return;
+        }
+        for lane in 0..self.lanes.len() {
+            let mut i = 0;
+            while i < self.lanes[lane].len() {
+                let p = &self.lanes[lane][i];
+                let hopeless = match (p.deadline, p.timeout_action) {
+                    (Some(d), TimeoutAction::Reject) => now + alone(p.elements) > d,
+                    _ => false,
+                };
+                if !hopeless {
+                    i += 1;
+                    continue;
+                }
+                let Some(p) = self.lanes[lane].remove(i) else {
+                    break;
+                };
+                self.leave(&p, now);
+                let left = p
+                    .deadline
+                    .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+                let _ = p.reply.send(Err(SchedError::Unmeetable {
+                    model: self.model.clone(),
+                    left_us: us(left),
+                    needed_us: us(alone(p.elements)),
+                }));
+            }
+        }
     }
 
     /// Answers (REJECT) or demotes (DELAY) requests past their deadline.

@@ -16,6 +16,7 @@ use lrai_exec::{Batch, IdleNotifier, InstancePool, JobOutput};
 use lrai_monitor::ModelMetrics;
 use tokio::sync::oneshot;
 
+use crate::adaptive::{BatchDone, Controller};
 use crate::policy::{Decision, decide};
 use crate::queue::{Pending, Queue};
 use crate::{Request, Result, SchedConfig, SchedError, batch_key};
@@ -85,9 +86,10 @@ impl Scheduler {
         let queue = Queue::new(&config.model, Arc::clone(&counters), Arc::clone(&metrics));
         let cfg = Arc::clone(&config);
         let name = format!("b-{}", config.model);
+        let m = Arc::clone(&metrics);
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || drive(&rx, pool, queue, &cfg))?;
+            .spawn(move || drive(&rx, pool, queue, &cfg, &m))?;
         Ok(Scheduler {
             tx,
             counters,
@@ -181,10 +183,16 @@ impl Scheduler {
         };
         let enqueued = Instant::now();
         let (reply, rx) = oneshot::channel();
+        let elements = req
+            .inputs
+            .iter()
+            .map(|(_, t)| t.shape().iter().product::<usize>() as u64)
+            .sum();
         let pending = Pending {
             inputs: req.inputs,
             rows,
             shape_key,
+            elements,
             level,
             enqueued,
             deadline: timeout.map(|t| enqueued + t),
@@ -223,36 +231,149 @@ impl Scheduler {
     }
 }
 
-/// The batcher loop: waits for requests and idle instances, asks the policy, dispatches.
+/// A batch an instance is running, for the controller's bookkeeping.
+struct Running {
+    elements: u64,
+    rows: usize,
+    dispatched: Instant,
+    predicted: std::time::Duration,
+    enqueued: Vec<Instant>,
+    backlogged: bool,
+}
+
+/// The batcher thread's state.
+struct Batcher<'a> {
+    config: &'a SchedConfig,
+    metrics: &'a ModelMetrics,
+    queue: Queue,
+    idle: Vec<usize>,
+    closing: bool,
+    controller: Option<Controller>,
+    running: Vec<Option<Running>>,
+}
+
+impl Batcher<'_> {
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Request(p) => {
+                if let Some(c) = &mut self.controller {
+                    c.on_arrival(Instant::now());
+                }
+                self.queue.push(p);
+            }
+            Event::Idle(i) => {
+                let done = self.running.get_mut(i).and_then(Option::take);
+                if let (Some(c), Some(r)) = (&mut self.controller, done) {
+                    c.on_batch_done(
+                        Instant::now(),
+                        &BatchDone {
+                            elements: r.elements,
+                            rows: r.rows,
+                            dispatched: r.dispatched,
+                            predicted: r.predicted,
+                            enqueued: &r.enqueued,
+                            backlogged: r.backlogged,
+                        },
+                    );
+                }
+                self.idle.push(i);
+            }
+            Event::Close => self.closing = true,
+        }
+    }
+
+    /// The controller's decision, or the static policy's. A panicking or stalled
+    /// controller hands batching back to the static policy for good measure.
+    fn decide(&mut self, now: Instant, lookahead: usize) -> Decision {
+        let candidates = self.queue.candidates(lookahead);
+        let Some(c) = &mut self.controller else {
+            return decide(now, &self.config.policy, &candidates);
+        };
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.decide(now, &candidates)));
+        let stalled = match &outcome {
+            Err(_) => true,
+            // Waiting while the oldest request is already two objectives old means the
+            // controller has lost track of time.
+            Ok(Decision::Wait { .. }) => candidates
+                .iter()
+                .any(|x| now.saturating_duration_since(x.enqueued) > c.slo().saturating_mul(2)),
+            Ok(_) => false,
+        };
+        if stalled && c.is_adaptive() {
+            let reason = c.fall_back(lrai_monitor::FallbackReason::Stalled);
+            self.metrics.adaptive_fallback(reason);
+            return decide(now, &self.config.policy, &candidates);
+        }
+        outcome.unwrap_or_else(|_| decide(now, &self.config.policy, &candidates))
+    }
+}
+
+/// The batcher loop: waits for requests and idle instances, asks the policy (or the
+/// adaptive controller), dispatches.
 fn drive(
     rx: &mpsc::Receiver<Event>,
     pool: InstancePool<SchedError>,
-    mut queue: Queue,
+    queue: Queue,
     config: &SchedConfig,
+    metrics: &ModelMetrics,
 ) {
-    let mut idle: Vec<usize> = Vec::with_capacity(pool.len());
-    let mut closing = false;
-    // Enough candidates for the policy to see a full batch and the request after it.
-    let lookahead = config.policy.max_batch_size.max(1) + 1;
-    let handle = |ev: Event, queue: &mut Queue, idle: &mut Vec<usize>, closing: &mut bool| match ev
-    {
-        Event::Request(p) => queue.push(p),
-        Event::Idle(i) => idle.push(i),
-        Event::Close => *closing = true,
+    let controller = config
+        .adaptive
+        .clone()
+        .map(|a| Controller::new(a, &config.policy));
+    let mut b = Batcher {
+        config,
+        metrics,
+        queue,
+        idle: Vec::with_capacity(pool.len()),
+        closing: false,
+        running: (0..pool.len()).map(|_| None).collect(),
+        controller,
+    };
+    if let Some(c) = &b.controller {
+        b.queue.set_edf(Some(c.slo()));
+        tracing::info!(model = %config.model, slo_ms = c.slo().as_secs_f64() * 1e3, max_batch = c.params().max_batch, max_delay_us = c.params().max_delay.as_micros(), "adaptive batching on");
+    }
+    // Enough candidates for the policy to see a full batch and the request after it;
+    // the adaptive path also looks past other shape groups.
+    let lookahead = if b.controller.is_some() {
+        config.policy.max_batch_size.max(1) * 4 + 1
+    } else {
+        config.policy.max_batch_size.max(1) + 1
     };
     loop {
         let now = Instant::now();
-        queue.expire(now);
-        let mut wake = queue.next_deadline();
-        while let Some(&instance) = idle.last() {
-            match decide(now, &config.policy, &queue.candidates(lookahead)) {
+        b.queue.expire(now);
+        if let Some(c) = &b.controller
+            && c.is_adaptive()
+        {
+            let cost = c.cost();
+            b.queue.reject_hopeless(now, |e| cost.predict(e));
+        }
+        let mut wake = b.queue.next_deadline();
+        while let Some(&instance) = b.idle.last() {
+            match b.decide(now, lookahead) {
                 Decision::Empty => break,
-                Decision::Send { count, reason } => {
-                    let jobs = queue.take(count, now);
+                Decision::Send { count, reason, key } => {
+                    let (jobs, elements, enqueued) = b.queue.take(count, key, now);
                     if jobs.is_empty() {
                         continue;
                     }
-                    idle.pop();
+                    b.idle.pop();
+                    if let Some(c) = &b.controller {
+                        let rows = jobs.iter().map(|j| j.rows).sum();
+                        if let Some(slot) = b.running.get_mut(instance) {
+                            *slot = Some(Running {
+                                elements,
+                                rows,
+                                dispatched: now,
+                                predicted: c.cost().predict(elements),
+                                enqueued,
+                                backlogged: !b.queue.is_empty(),
+                            });
+                        }
+                    }
                     if let Err(batch) = pool.dispatch(instance, Batch { jobs, reason }) {
                         fail_batch(batch, &config.model);
                     }
@@ -263,7 +384,7 @@ fn drive(
                 }
             }
         }
-        if closing && queue.is_empty() {
+        if b.closing && b.queue.is_empty() {
             break;
         }
         let event = match wake {
@@ -277,13 +398,21 @@ fn drive(
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match event {
-            Ok(ev) => handle(ev, &mut queue, &mut idle, &mut closing),
+            Ok(ev) => b.handle(ev),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => closing = true,
+            Err(RecvTimeoutError::Disconnected) => b.closing = true,
         }
         // Take whatever else arrived, so one decision sees all of it.
         while let Ok(ev) = rx.try_recv() {
-            handle(ev, &mut queue, &mut idle, &mut closing);
+            b.handle(ev);
+        }
+        if let Some(c) = &mut b.controller
+            && let Some((status, fell)) = c.tick(Instant::now())
+        {
+            if let Some(reason) = fell {
+                metrics.adaptive_fallback(reason);
+            }
+            metrics.adaptive_update(status);
         }
     }
     pool.shutdown();

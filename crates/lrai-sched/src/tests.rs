@@ -283,3 +283,75 @@ fn batch_key_rejects_inconsistent_batch_dims() {
             .contains("exceeds max_batch_size 8")
     );
 }
+
+fn with_objective(max: usize, slo: Duration, run_ms: u64) -> SchedConfig {
+    let mut cfg = batching(max, 0);
+    let mut a = AdaptiveConfig::for_slo(slo);
+    // What warm-up would have measured: one element takes `run_ms`.
+    a.profile = vec![(1, Duration::from_millis(run_ms))];
+    cfg.adaptive = Some(a);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_meet_its_deadline_is_answered_without_running() {
+    let r = rig(with_objective(8, Duration::from_secs(2), 200));
+    let mut doomed = req(&[3.0]);
+    doomed.timeout = Some(Duration::from_millis(50));
+    let err = r.sched.infer(doomed).await.unwrap_err();
+    assert!(matches!(err, SchedError::Unmeetable { .. }), "{err}");
+    assert!(err.to_string().contains("was not computed"), "{err}");
+    assert_eq!(r.backend.rows.load(Ordering::Relaxed), 0, "nothing ran");
+    // Without a deadline it runs.
+    let out = r.sched.infer(req(&[2.0])).await.unwrap();
+    assert_eq!(y(&out), vec![4.0]);
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_objective_the_earliest_deadline_goes_first() {
+    let r = rig(with_objective(2, Duration::from_secs(10), 1));
+    let slow = busy(&r, 300).await;
+    let mut far_a = req(&[1.0]);
+    far_a.timeout = Some(Duration::from_secs(60));
+    let mut far_b = req(&[2.0]);
+    far_b.timeout = Some(Duration::from_secs(60));
+    let mut near = req(&[3.0]);
+    near.timeout = Some(Duration::from_secs(5));
+    let a = r.sched.submit(far_a).unwrap();
+    let b = r.sched.submit(far_b).unwrap();
+    let c = r.sched.submit(near).unwrap();
+    slow.await.unwrap().unwrap();
+    let (a, b, c) = (
+        a.await.unwrap().unwrap(),
+        b.await.unwrap().unwrap(),
+        c.await.unwrap().unwrap(),
+    );
+    // FIFO would run [a, b] then [c]; earliest deadline first runs [c, a] then [b].
+    assert_eq!((c.batch_rows, a.batch_rows, b.batch_rows), (2, 2, 1));
+    assert_eq!(y(&c), vec![6.0]);
+    r.sched.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_batcher_publishes_its_status() {
+    let r = rig(with_objective(8, Duration::from_millis(200), 1));
+    assert!(r.metrics.adaptive_status().is_none());
+    // Two windows close after 256 completions each; a bounded number of requests.
+    for chunk in 0..6 {
+        let rxs: Vec<_> = (0..100)
+            .map(|i| r.sched.submit(req(&[(chunk * 100 + i) as f32])).unwrap())
+            .collect();
+        for rx in rxs {
+            rx.await.unwrap().unwrap();
+        }
+        if r.metrics.adaptive_status().is_some() {
+            break;
+        }
+    }
+    let s = r.metrics.adaptive_status().expect("a window closed");
+    assert_eq!(s.slo, Duration::from_millis(200));
+    assert!(s.window_requests > 0);
+    assert!(s.max_batch_size >= 1 && s.max_batch_size <= 8);
+    r.sched.shutdown().await;
+}

@@ -181,6 +181,29 @@ fn stats_of(s: ModelStatsSnapshot) -> ModelStatistics {
     }
 }
 
+fn adaptive_json(a: &lrai_monitor::AdaptiveStatus) -> serde_json::Value {
+    let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    serde_json::json!({
+        "mode": a.mode,
+        "fallback_reason": a.fallback_reason.map(lrai_monitor::FallbackReason::as_str),
+        "fallbacks": a.fallbacks,
+        "slo_p95_us": us(a.slo),
+        "max_batch_size": a.max_batch_size,
+        "max_queue_delay_us": us(a.max_queue_delay),
+        "cost_model": {
+            "fixed_us": a.cost_fixed_us,
+            "us_per_input_element": a.cost_per_element_us,
+            "median_relative_error": a.prediction_error,
+        },
+        "window": {
+            "requests": a.window_requests,
+            "p95_us": us(a.window_p95),
+            "slo_attainment": a.attainment,
+            "arrival_rate_per_s": a.arrival_rate,
+        },
+    })
+}
+
 /// Statistics of every READY version, of one model, or of one version.
 pub(crate) fn statistics(
     state: &ServerState,
@@ -208,7 +231,11 @@ pub(crate) fn statistics(
     Ok(ModelStatisticsResponse {
         model_stats: handles
             .iter()
-            .map(|h| stats_of(h.metrics().snapshot()))
+            .map(|h| {
+                let mut s = stats_of(h.metrics().snapshot());
+                s.lrai_adaptive = h.metrics().adaptive_status().map(|a| adaptive_json(&a));
+                s
+            })
             .collect(),
     })
 }

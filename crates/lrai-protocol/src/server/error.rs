@@ -129,6 +129,7 @@ fn sched_class(e: &SchedError) -> Class {
     match e {
         SchedError::QueueFull { .. }
         | SchedError::Timeout { .. }
+        | SchedError::Unmeetable { .. }
         | SchedError::NotServing { .. } => Class::Unavailable,
         SchedError::BadPriority { .. } | SchedError::BatchDim { .. } => Class::Invalid,
         SchedError::Exec(e) => exec_class(e),

@@ -93,6 +93,39 @@ impl ModelConfig {
         self.parameters.get(key).map(String::as_str)
     }
 
+    /// A duration parameter given in milliseconds (validated when the config loads).
+    fn millis(&self, key: &str) -> Option<std::time::Duration> {
+        let ms = self.parameter(key)?.trim().parse::<f64>().ok()?;
+        (ms.is_finite() && ms > 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1e3))
+    }
+
+    /// The latency objective that turns on adaptive batching (`lrai.slo_p95_ms`), unless
+    /// `lrai.batcher` is `static` or the model does not batch.
+    pub fn slo(&self) -> Option<std::time::Duration> {
+        if self.parameter("lrai.batcher") == Some("static") || self.max_batch() == 0 {
+            return None;
+        }
+        self.millis("lrai.slo_p95_ms")
+    }
+
+    /// Sequence-length buckets (`lrai.pad_buckets`, on axis `lrai.pad_axis`, default 1),
+    /// for models that ignore padding through an attention mask; batching models only.
+    pub fn padding(&self) -> Option<lrai_sched::Padding> {
+        if self.max_batch() == 0 {
+            return None;
+        }
+        let axis = self
+            .parameter("lrai.pad_axis")
+            .and_then(|a| a.trim().parse::<usize>().ok())
+            .unwrap_or(1);
+        lrai_sched::Padding::parse(axis, self.parameter("lrai.pad_buckets")?)
+    }
+
+    /// `lrai.adaptive_max_delay_ms`.
+    pub fn adaptive_max_delay(&self) -> Option<std::time::Duration> {
+        self.millis("lrai.adaptive_max_delay_ms")
+    }
+
     /// The input with this name.
     pub fn input(&self, name: &str) -> Option<&ModelInput> {
         self.input.iter().find(|i| i.name == name)

@@ -329,6 +329,32 @@ impl ModelConfig {
     }
 
     fn validate_parameters(&self) -> Result<()> {
+        for key in ["lrai.slo_p95_ms", "lrai.adaptive_max_delay_ms"] {
+            if let Some(v) = self.parameters.get(key)
+                && v.trim()
+                    .parse::<f64>()
+                    .map_or(true, |x| !x.is_finite() || x <= 0.0 || x > 3.6e6)
+            {
+                return Err(self.invalid(
+                    format!("parameters[{key}]"),
+                    v,
+                    "must be a positive number of milliseconds (at most one hour)",
+                ));
+            }
+        }
+        if let Some(v) = self.parameters.get("lrai.pad_buckets") {
+            let axis = self
+                .parameters
+                .get("lrai.pad_axis")
+                .map_or(Some(1), |a| a.trim().parse::<usize>().ok());
+            if axis.is_none_or(|a| lrai_sched::Padding::parse(a, v).is_none()) {
+                return Err(self.invalid(
+                    "parameters[lrai.pad_buckets]",
+                    v,
+                    "must be a comma-separated list of positive lengths, with lrai.pad_axis a positive axis",
+                ));
+            }
+        }
         for (key, value) in &self.parameters {
             if let Some(p) = lrai_parameter(key)
                 && !p.values.is_empty()

@@ -21,13 +21,41 @@ pub struct LraiParameter {
 
 /// Every `lrai.*` parameter key LRAI knows. An unknown `lrai.*` key is a warning; a known
 /// key with a value outside its `values` is an error.
-pub const LRAI_PARAMETERS: &[LraiParameter] = &[LraiParameter {
-    key: "lrai.backend",
-    // Free-form here: the server checks the name against the backends it has (tests
-    // register a `fake` one), and its error lists them.
-    values: &[],
-    help: "engine that runs the model: tract (pure Rust), onnxruntime, or auto (the server's choice)",
-}];
+pub const LRAI_PARAMETERS: &[LraiParameter] = &[
+    LraiParameter {
+        key: "lrai.backend",
+        // Free-form here: the server checks the name against the backends it has (tests
+        // register a `fake` one), and its error lists them.
+        values: &[],
+        help: "engine that runs the model: tract (pure Rust), onnxruntime, or auto (the server's choice)",
+    },
+    LraiParameter {
+        key: "lrai.slo_p95_ms",
+        // A number; checked in validation.
+        values: &[],
+        help: "latency objective (p95 of queue + compute, milliseconds): batch size and queue delay adapt to it, falling back to the static settings",
+    },
+    LraiParameter {
+        key: "lrai.adaptive_max_delay_ms",
+        values: &[],
+        help: "longest queue delay the adaptive batcher may choose (milliseconds; default a quarter of lrai.slo_p95_ms)",
+    },
+    LraiParameter {
+        key: "lrai.pad_buckets",
+        values: &[],
+        help: "sequence lengths to pad requests up to (e.g. \"16,32,64,128,256\"), so similar lengths share a batch; only for models that ignore padding through an attention mask; outputs are trimmed back",
+    },
+    LraiParameter {
+        key: "lrai.pad_axis",
+        values: &[],
+        help: "the padded axis, counting the batch axis (default 1)",
+    },
+    LraiParameter {
+        key: "lrai.batcher",
+        values: &["adaptive", "static"],
+        help: "static keeps the configured dynamic_batching settings even when lrai.slo_p95_ms is set",
+    },
+];
 
 /// The known `lrai.*` parameter with this key.
 pub fn lrai_parameter(key: &str) -> Option<&'static LraiParameter> {

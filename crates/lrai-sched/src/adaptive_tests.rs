@@ -1,0 +1,390 @@
+#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+//! The controller on a simulated clock: a discrete-event simulation of one instance
+//! whose batch cost is a synthetic function of time and batch size. Deterministic
+//! (seeded arrivals, no wall clock), so the assertions are about decisions.
+
+use std::time::{Duration, Instant};
+
+use lrai_core::random::SplitMix64;
+use lrai_monitor::FallbackReason;
+
+use super::*;
+
+fn ms(x: f64) -> Duration {
+    Duration::from_secs_f64(x / 1e3)
+}
+
+fn policy(max: usize, delay: Duration) -> BatchPolicy {
+    BatchPolicy {
+        max_batch_size: max,
+        dynamic: true,
+        preferred_batch_sizes: vec![],
+        max_queue_delay: delay,
+    }
+}
+
+fn cand(t0: Instant, at_ms: f64, key: u64) -> Candidate {
+    Candidate {
+        rows: 1,
+        shape_key: key,
+        enqueued: t0 + ms(at_ms),
+        elements: 10,
+    }
+}
+
+/// A cost model that says a batch of `n` requests of 10 elements costs 1 + n ms.
+fn linear_cost() -> CostModel {
+    let mut c = CostModel::default();
+    for n in [1u64, 2, 4, 8, 16] {
+        for _ in 0..5 {
+            c.observe(10 * n, ms(1.0 + n as f64));
+        }
+    }
+    c.refit();
+    c
+}
+
+#[test]
+fn cost_model_fits_a_line_through_batch_sizes() {
+    let c = linear_cost();
+    let (fixed, per) = c.coefficients();
+    assert!((fixed - 1000.0).abs() < 50.0, "fixed {fixed} µs");
+    assert!((per - 100.0).abs() < 5.0, "per element {per} µs");
+    let p = c.predict(60).as_secs_f64() * 1e3;
+    assert!((p - 7.0).abs() < 0.3, "6 requests predicted {p} ms");
+}
+
+#[test]
+fn one_observed_size_predicts_bigger_batches_conservatively() {
+    let mut c = CostModel::default();
+    c.observe(10, ms(2.0));
+    c.refit();
+    // Mostly proportional: 4× the input predicts more than the fixed part alone.
+    assert!(c.predict(40) > ms(6.0), "{:?}", c.predict(40));
+}
+
+#[test]
+fn sends_a_full_batch_at_once() {
+    let t0 = Instant::now();
+    let q: Vec<_> = (0..5).map(|i| cand(t0, f64::from(i), 0)).collect();
+    let p = Params {
+        max_batch: 4,
+        max_delay: ms(10.0),
+    };
+    let d = decide_adaptive(t0 + ms(5.0), p, &linear_cost(), 1000.0, ms(50.0), &q);
+    assert_eq!(
+        d,
+        Decision::Send {
+            count: 4,
+            reason: BatchReason::Adaptive,
+            key: Some(0)
+        }
+    );
+}
+
+#[test]
+fn waits_when_more_requests_are_expected_in_time() {
+    let t0 = Instant::now();
+    let q = vec![cand(t0, 0.0, 0)];
+    let p = Params {
+        max_batch: 8,
+        max_delay: ms(10.0),
+    };
+    // 1000 requests/s: the next one is ~1 ms away; the delay allows 10 ms.
+    let d = decide_adaptive(t0, p, &linear_cost(), 1000.0, ms(50.0), &q);
+    assert_eq!(
+        d,
+        Decision::Wait {
+            until: t0 + ms(10.0)
+        }
+    );
+}
+
+#[test]
+fn does_not_wait_when_nothing_is_likely_to_arrive() {
+    let t0 = Instant::now();
+    let q = vec![cand(t0, 0.0, 0)];
+    let p = Params {
+        max_batch: 8,
+        max_delay: ms(10.0),
+    };
+    // 10 requests/s: the next one is ~100 ms away, far past the delay.
+    let d = decide_adaptive(t0, p, &linear_cost(), 10.0, ms(50.0), &q);
+    assert!(matches!(d, Decision::Send { count: 1, .. }), "{d:?}");
+}
+
+#[test]
+fn sends_when_waiting_would_break_the_oldest_requests_objective() {
+    let t0 = Instant::now();
+    let q: Vec<_> = (0..3).map(|i| cand(t0, f64::from(i), 0)).collect();
+    let p = Params {
+        max_batch: 8,
+        max_delay: ms(40.0),
+    };
+    // Target 10 ms; a batch of 4 costs 5 ms, so the latest start is t0 + 5 ms.
+    let early = decide_adaptive(t0 + ms(3.0), p, &linear_cost(), 5000.0, ms(10.0), &q);
+    assert_eq!(
+        early,
+        Decision::Wait {
+            until: t0 + ms(5.0)
+        }
+    );
+    let late = decide_adaptive(t0 + ms(5.0), p, &linear_cost(), 5000.0, ms(10.0), &q);
+    assert!(matches!(late, Decision::Send { count: 3, .. }), "{late:?}");
+}
+
+#[test]
+fn other_shape_groups_are_skipped_not_waited_behind() {
+    let t0 = Instant::now();
+    let q = vec![
+        cand(t0, 0.0, 1),
+        cand(t0, 1.0, 2),
+        cand(t0, 2.0, 1),
+        cand(t0, 3.0, 2),
+        cand(t0, 4.0, 1),
+    ];
+    let p = Params {
+        max_batch: 3,
+        max_delay: ms(10.0),
+    };
+    let d = decide_adaptive(t0 + ms(4.0), p, &linear_cost(), 1000.0, ms(50.0), &q);
+    assert_eq!(
+        d,
+        Decision::Send {
+            count: 3,
+            reason: BatchReason::Adaptive,
+            key: Some(1)
+        }
+    );
+}
+
+/// Cost of a batch at simulated time `t` (seconds since start) with `n` requests.
+type CostFn = dyn Fn(f64, usize) -> Duration;
+
+#[derive(Debug, Default)]
+struct Outcome {
+    /// (finish time s, latency) per request.
+    latencies: Vec<(f64, Duration)>,
+    batch_sizes: Vec<usize>,
+    statuses: Vec<(f64, lrai_monitor::AdaptiveStatus)>,
+    fallbacks: Vec<(f64, FallbackReason)>,
+}
+
+impl Outcome {
+    fn p95_between(&self, from: f64, to: f64) -> Duration {
+        let v: Vec<Duration> = self
+            .latencies
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|x| x.1)
+            .collect();
+        super::percentile(&v, 0.95)
+    }
+}
+
+/// Poisson arrivals at `rate`/s for `secs`, one instance, cost from `cost`.
+fn simulate(ctrl: &mut Controller, rate: f64, secs: f64, cost: &CostFn) -> Outcome {
+    let t0 = Instant::now();
+    let mut rng = SplitMix64::new(7);
+    let mut arrivals = Vec::new();
+    let mut t = 0.0;
+    loop {
+        t += -(1.0 - rng.next_f64()).ln() / rate;
+        if t >= secs {
+            break;
+        }
+        arrivals.push(t);
+    }
+    let mut out = Outcome::default();
+    let mut queue: Vec<Candidate> = Vec::new();
+    let mut next = 0usize;
+    // (finish, dispatched, predicted, enqueued instants)
+    let mut running: Option<(Instant, Instant, Duration, Vec<Instant>)> = None;
+    let mut wake: Option<Instant> = None;
+    let mut now = t0;
+    for _ in 0..1_000_000 {
+        let next_arrival = arrivals.get(next).map(|&a| t0 + Duration::from_secs_f64(a));
+        let finish = running.as_ref().map(|r| r.0);
+        let Some(at) = [next_arrival, finish, wake].into_iter().flatten().min() else {
+            break;
+        };
+        now = now.max(at);
+        wake = None;
+        if let Some((f, dispatched, predicted, enq)) = running.take() {
+            if f <= now {
+                let took_s = (f - t0).as_secs_f64();
+                ctrl.on_batch_done(
+                    f,
+                    &BatchDone {
+                        elements: 10 * enq.len() as u64,
+                        rows: enq.len(),
+                        dispatched,
+                        predicted,
+                        enqueued: &enq,
+                        backlogged: !queue.is_empty(),
+                    },
+                );
+                for e in &enq {
+                    out.latencies.push((took_s, f - *e));
+                }
+            } else {
+                running = Some((f, dispatched, predicted, enq));
+            }
+        }
+        while next_arrival.is_some_and(|a| a <= now) && next < arrivals.len() {
+            let a = t0 + Duration::from_secs_f64(arrivals[next]);
+            if a > now {
+                break;
+            }
+            ctrl.on_arrival(a);
+            queue.push(Candidate {
+                rows: 1,
+                shape_key: 0,
+                enqueued: a,
+                elements: 10,
+            });
+            next += 1;
+        }
+        if let Some((status, fell)) = ctrl.tick(now) {
+            let s = (now - t0).as_secs_f64();
+            if let Some(r) = fell {
+                out.fallbacks.push((s, r));
+            }
+            out.statuses.push((s, status));
+        }
+        if running.is_none() {
+            match ctrl.decide(now, &queue) {
+                Decision::Empty => {}
+                Decision::Send { count, .. } => {
+                    let batch: Vec<Candidate> = queue.drain(..count.min(queue.len())).collect();
+                    let n = batch.len();
+                    let took = cost((now - t0).as_secs_f64(), n);
+                    let predicted = ctrl.cost().predict(10 * n as u64);
+                    out.batch_sizes.push(n);
+                    running = Some((
+                        now + took,
+                        now,
+                        predicted,
+                        batch.iter().map(|c| c.enqueued).collect(),
+                    ));
+                }
+                Decision::Wait { until } => wake = Some(until.max(now + Duration::from_micros(1))),
+            }
+        }
+        if next >= arrivals.len() && running.is_none() && queue.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+fn adaptive(slo_ms: f64, max_batch: usize) -> Controller {
+    let mut cfg = AdaptiveConfig::for_slo(ms(slo_ms));
+    // Warm-up profile as the loader measures it: 1, 2, 4, 8 requests.
+    cfg.profile = [1u64, 2, 4, 8]
+        .iter()
+        .map(|&n| (10 * n, ms(2.0 + n as f64)))
+        .collect();
+    Controller::new(cfg, &policy(max_batch, Duration::ZERO))
+}
+
+#[test]
+fn batches_grow_under_load_and_the_objective_holds() {
+    // 2 ms + 1 ms per request: unbatched capacity is 333/s, so 500/s needs batching.
+    let mut c = adaptive(40.0, 32);
+    let out = simulate(&mut c, 500.0, 20.0, &|_, n| ms(2.0 + n as f64));
+    assert!(out.fallbacks.is_empty(), "{:?}", out.fallbacks);
+    let served = out.latencies.len();
+    assert!(served > 9000, "served {served}");
+    let mean = out.batch_sizes.iter().sum::<usize>() as f64 / out.batch_sizes.len() as f64;
+    assert!(mean > 1.5, "mean batch {mean}");
+    let p95 = out.p95_between(5.0, 20.0);
+    assert!(p95 <= ms(40.0), "p95 {p95:?}");
+}
+
+#[test]
+fn light_load_does_not_wait_for_batches_that_will_not_fill() {
+    let mut c = adaptive(40.0, 32);
+    let out = simulate(&mut c, 20.0, 10.0, &|_, n| ms(2.0 + n as f64));
+    let p95 = out.p95_between(2.0, 10.0);
+    // A request alone costs 3 ms; waiting for company that rarely comes would add the
+    // whole delay.
+    assert!(p95 < ms(8.0), "p95 {p95:?}");
+}
+
+#[test]
+fn falls_back_when_the_machine_changes_and_recovers_once_the_model_relearns() {
+    let mut c = adaptive(40.0, 32);
+    // From t = 6 s every batch costs 3× what the model learned.
+    let out = simulate(&mut c, 150.0, 30.0, &|t, n| {
+        let base = 2.0 + n as f64;
+        ms(if t >= 6.0 { 3.0 * base } else { base })
+    });
+    let modes: Vec<(f64, &str)> = out.statuses.iter().map(|(t, s)| (*t, s.mode)).collect();
+    let first_static = out
+        .fallbacks
+        .iter()
+        .find(|f| f.1 == FallbackReason::Prediction)
+        .map(|f| f.0);
+    let Some(fell_at) = first_static else {
+        panic!("no prediction fallback: {modes:?}");
+    };
+    assert!(fell_at >= 6.0, "fell back before the change: {fell_at}");
+    assert!(
+        modes.iter().any(|(t, m)| *t > fell_at && *m == "adaptive"),
+        "never re-enabled: {modes:?}"
+    );
+    assert_eq!(
+        c.is_adaptive(),
+        modes.last().map(|m| m.1) == Some("adaptive")
+    );
+}
+
+#[test]
+fn collapsed_attainment_falls_back_to_static() {
+    // Every request costs more than the objective: nothing can meet it.
+    let mut c = adaptive(5.0, 8);
+    let out = simulate(&mut c, 100.0, 10.0, &|_, n| ms(8.0 + n as f64));
+    assert!(
+        out.fallbacks
+            .iter()
+            .any(|f| matches!(f.1, FallbackReason::Slo | FallbackReason::Prediction)),
+        "{:?}",
+        out.fallbacks
+    );
+    assert!(out.statuses.iter().any(|(_, s)| s.mode == "static"));
+}
+
+#[test]
+fn static_mode_decides_exactly_like_the_static_policy() {
+    let pol = policy(4, ms(3.0));
+    let mut c = Controller::new(AdaptiveConfig::for_slo(ms(20.0)), &pol);
+    c.fall_back(FallbackReason::Stalled);
+    assert!(!c.is_adaptive());
+    let t0 = Instant::now();
+    let q: Vec<_> = (0..6).map(|i| cand(t0, f64::from(i) * 0.1, 0)).collect();
+    for at in [0.0, 1.0, 3.5] {
+        assert_eq!(
+            c.decide(t0 + ms(at), &q),
+            decide(t0 + ms(at), &pol, &q),
+            "at {at} ms"
+        );
+    }
+}
+
+#[test]
+fn status_reports_settings_model_and_attainment() {
+    let mut c = adaptive(40.0, 16);
+    let out = simulate(&mut c, 200.0, 5.0, &|_, n| ms(2.0 + n as f64));
+    let (_, s) = out.statuses.last().unwrap();
+    assert_eq!(s.slo, ms(40.0));
+    assert!(s.max_batch_size >= 1 && s.max_batch_size <= 16);
+    assert!(s.max_queue_delay <= ms(10.0), "{:?}", s.max_queue_delay);
+    assert!(s.cost_per_element_us > 0.0);
+    assert!((0.0..=1.0).contains(&s.attainment));
+    assert!(
+        s.arrival_rate > 100.0 && s.arrival_rate < 300.0,
+        "{}",
+        s.arrival_rate
+    );
+}
