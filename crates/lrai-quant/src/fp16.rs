@@ -2,6 +2,9 @@
 //! inputs and outputs stay float32 (a `Cast` after each float input and before each
 //! float output), so callers see the same interface.
 //!
+//! `Gemm` becomes `MatMul` (+ `Add`): tract's Gemm computes float16 inputs into a
+//! float32 output and then refuses its own graph, while MatMul/Add stay in float16.
+//!
 //! Some inputs must stay float32 whatever `T` is (`Resize` scales and roi, the `ratio`
 //! of `Dropout`); those constants are left alone. A value far outside float16's range
 //! (|x| > 65504) saturates to ±65504 instead of becoming infinite.
@@ -49,6 +52,83 @@ fn convert_attr(a: &mut AttributeProto) {
 pub(crate) fn plan(model: &ModelProto) -> Plan {
     let _ = model;
     Plan::default()
+}
+
+/// `Gemm(A, B, C)` with `transA = 0`, `alpha = beta = 1` as `MatMul(A, B or Bᵀ)` then
+/// `Add(C)`; a constant `B` is transposed here (a new float16 initializer), any other
+/// through a `Transpose` node.
+fn gemm_as_matmul(
+    n: &lrai_onnx::NodeProto,
+    index: &GraphIndex<'_>,
+    names: &mut Names,
+    new_inits: &mut Vec<TensorProto>,
+) -> Option<Vec<lrai_onnx::NodeProto>> {
+    use crate::graph::{attr_f, attr_i};
+    if op(n) != "Gemm"
+        || attr_i(n, "transA", 0) != 0
+        || attr_f(n, "alpha", 1.0) != 1.0
+        || attr_f(n, "beta", 1.0) != 1.0
+    {
+        return None;
+    }
+    let (a, b) = (n.input.first()?.clone(), n.input.get(1)?.clone());
+    let y = n.output.first()?.clone();
+    let key = crate::graph::node_key(n);
+    let mut out = Vec::new();
+    let b = if attr_i(n, "transB", 0) == 1 {
+        let constant = index
+            .constant(&b)
+            .filter(|t| t.dims.len() == 2)
+            .and_then(|t| Some((t.dims.clone(), graph::to_f32(t)?)));
+        let t = names.fresh(&format!("{b}_t"));
+        if let Some((dims, v)) = constant {
+            let (r, c) = (
+                usize::try_from(dims[0]).ok()?,
+                usize::try_from(dims[1]).ok()?,
+            );
+            let mut tr = vec![0f32; v.len()];
+            for i in 0..r {
+                for j in 0..c {
+                    tr[j * r + i] = v[i * c + j].clamp(-F16_MAX, F16_MAX);
+                }
+            }
+            new_inits.push(graph::f16_tensor(&t, &[dims[1], dims[0]], &tr));
+        } else {
+            out.push(make_node(
+                "Transpose",
+                names.fresh(&format!("{key}_transpose")),
+                vec![b],
+                vec![t.clone()],
+                vec![],
+            ));
+        }
+        t
+    } else {
+        b
+    };
+    let c = n.input.get(2).filter(|s| !s.is_empty()).cloned();
+    let mm = if c.is_some() {
+        names.fresh(&format!("{y}_mm"))
+    } else {
+        y.clone()
+    };
+    out.push(make_node(
+        "MatMul",
+        names.fresh(&format!("{key}_matmul")),
+        vec![a, b],
+        vec![mm.clone()],
+        vec![],
+    ));
+    if let Some(c) = c {
+        out.push(make_node(
+            "Add",
+            names.fresh(&format!("{key}_bias")),
+            vec![mm, c],
+            vec![y],
+            vec![],
+        ));
+    }
+    Some(out)
 }
 
 /// Converts the model to float16 inside, float32 at the edges.
@@ -155,6 +235,10 @@ pub(crate) fn apply(model: &ModelProto, name: &str) -> Result<ModelProto> {
                 o.clone_from(r);
             }
         }
+        if let Some(replacement) = gemm_as_matmul(&node, &index, &mut names, &mut inits) {
+            nodes.extend(replacement);
+            continue;
+        }
         match op(n) {
             "Cast" => {
                 for a in &mut node.attribute {
@@ -177,6 +261,7 @@ pub(crate) fn apply(model: &ModelProto, name: &str) -> Result<ModelProto> {
     let g = out.graph.get_or_insert_with(Default::default);
     g.node = nodes;
     g.initializer = inits;
+    graph::prune(g);
     // Types of intermediate values changed; stale value_info would contradict them.
     g.value_info.clear();
     Ok(out)

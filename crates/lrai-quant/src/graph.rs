@@ -453,6 +453,30 @@ pub(crate) fn onnx_opset(model: &lrai_onnx::ModelProto) -> i64 {
 /// Drops initializers nothing reads any more, and `value_info` for tensors that no
 /// longer exist (a checker rejects neither, but they cost bytes and confuse readers).
 pub(crate) fn prune(graph: &mut GraphProto) {
+    // Constant nodes left without readers (a folded Clip's bounds) go first.
+    loop {
+        let read: HashSet<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .chain(graph.output.iter().filter_map(|v| v.name.as_deref()))
+            .collect();
+        let dead: Vec<usize> = graph
+            .node
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                op(n) == "Constant" && n.output.iter().all(|o| !read.contains(o.as_str()))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if dead.is_empty() {
+            break;
+        }
+        for i in dead.into_iter().rev() {
+            graph.node.remove(i);
+        }
+    }
     let mut used: HashSet<String> = HashSet::new();
     for n in &graph.node {
         used.extend(n.input.iter().cloned());

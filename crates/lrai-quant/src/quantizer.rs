@@ -153,6 +153,24 @@ impl Judge<'_> {
     }
 }
 
+fn nothing_to_quantize(name: &str, mode: Mode) -> QuantError {
+    let (mode, hint) = match mode {
+        Mode::Static => (
+            "static",
+            "static mode quantizes Conv, Gemm, MatMul, Add and pools with float weights; try --precision fp16",
+        ),
+        Mode::Dynamic => (
+            "dynamic",
+            "dynamic mode quantizes MatMul/Gemm with constant weights and Gather tables; try --mode static for conv nets",
+        ),
+    };
+    QuantError::NothingToQuantize {
+        model: name.to_string(),
+        mode: mode.into(),
+        hint: hint.into(),
+    }
+}
+
 /// Quantizes a decoded model; `name` is used in messages and the report.
 ///
 /// # Errors
@@ -171,7 +189,7 @@ pub fn quantize_model(
 ) -> Result<Outcome> {
     let started = Instant::now();
     check_not_quantized(model, name)?;
-    if !(config.max_accuracy_drop >= 0.0) {
+    if config.max_accuracy_drop.is_nan() || config.max_accuracy_drop < 0.0 {
         return Err(QuantError::Options(format!(
             "--max-accuracy-drop must be 0 or more (absolute, e.g. 0.01 for one point), got {}",
             config.max_accuracy_drop
@@ -199,10 +217,16 @@ pub fn quantize_model(
         (Precision::Fp16, _) => Rewriter::Fp16 {
             plan: fp16::plan(model),
         },
-        (Precision::Int8, Mode::Dynamic) => Rewriter::Dynamic {
-            plan: dynamic::analyze(model, name, config.activation_matmuls)?,
-            reduce_range: config.reduce_range,
-        },
+        (Precision::Int8, Mode::Dynamic) => {
+            let plan = dynamic::analyze(model, name, config.activation_matmuls)?;
+            if plan.plan.layers.is_empty() {
+                return Err(nothing_to_quantize(name, Mode::Dynamic));
+            }
+            Rewriter::Dynamic {
+                plan,
+                reduce_range: config.reduce_range,
+            }
+        }
         (Precision::Int8, Mode::Static) => {
             let Some(path) = &config.calibration else {
                 return Err(QuantError::Options(
@@ -210,6 +234,9 @@ pub fn quantize_model(
                 ));
             };
             let plan = qdq::analyze(model, name)?;
+            if plan.plan.layers.is_empty() {
+                return Err(nothing_to_quantize(name, Mode::Static));
+            }
             let d = data::load_dataset("calibration", path, &inputs)?
                 .take(config.calibration_samples)?;
             let batches = d.batches(batch, fixed)?;
@@ -240,25 +267,6 @@ pub fn quantize_model(
         }
     };
     let layers = rewriter.plan().layers.clone();
-    if config.precision == Precision::Int8 && layers.is_empty() {
-        let hint = match config.mode {
-            Mode::Static => {
-                "static mode quantizes Conv, Gemm, MatMul, Add and pools with float weights; try --precision fp16"
-            }
-            Mode::Dynamic => {
-                "dynamic mode quantizes MatMul/Gemm with constant weights and Gather tables; try --mode static for conv nets"
-            }
-        };
-        return Err(QuantError::NothingToQuantize {
-            model: name.to_string(),
-            mode: match config.mode {
-                Mode::Static => "static",
-                Mode::Dynamic => "dynamic",
-            }
-            .into(),
-            hint: hint.into(),
-        });
-    }
     let known: HashSet<&str> = layers.iter().map(|l| l.key.as_str()).collect();
     if let Some(bad) = config
         .keep_float
@@ -323,6 +331,8 @@ pub fn quantize_model(
         progress("evaluating the quantized model");
         let (mut result, full_drop) = judge.judge(&candidate)?;
         search.full_quantization_drop = Some(full_drop);
+        search.full_quantization_overall_drop =
+            Some(judge.baseline.overall.value(metric) - result.overall.value(metric));
         let max = config.max_accuracy_drop + 1e-12;
         let missed = full_drop > max;
         if (missed || config.always_rank) && !layers.is_empty() {

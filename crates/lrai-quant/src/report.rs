@@ -132,8 +132,10 @@ pub struct LayerReport {
 pub struct SearchReport {
     /// Candidate models evaluated (full quantization, per-layer, and fallbacks).
     pub evaluations: usize,
-    /// Worst drop with every layer quantized.
+    /// Worst drop (overall or any group) with every layer quantized.
     pub full_quantization_drop: Option<f64>,
+    /// Overall drop with every layer quantized (groups aside).
+    pub full_quantization_overall_drop: Option<f64>,
     /// Layers kept float by the search, most sensitive first.
     pub kept_float: Vec<String>,
     /// Each step: layers kept float and the worst drop it gave.
