@@ -27,6 +27,9 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Run a model once (or repeatedly, timed) on inputs from files or random data.
     Run(cmd::run::RunArgs),
+    /// Load a KServe v2 server (LRAI, Triton) over HTTP or gRPC, closed or open loop, and
+    /// report latency percentiles, throughput and SLO attainment, with charts.
+    Bench(Box<cmd::bench::BenchArgs>),
     /// Quantize a model to INT8 (static QDQ or dynamic) or FP16 under an accuracy budget.
     Quantize(Box<cmd::quantize::QuantizeArgs>),
 }
@@ -42,6 +45,7 @@ fn main() {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Run(args) => cmd::run::run(&args),
         Command::Quantize(args) => cmd::quantize::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -278,10 +278,9 @@ pub fn window_for(span_s: f64) -> f64 {
     clippy::cast_sign_loss
 )]
 pub fn timeline(samples: &[Sample], window_s: f64) -> Vec<TimePoint> {
-    let end = samples
-        .iter()
-        .map(|s| s.t_send_s + s.latency_s)
-        .fold(0.0, f64::max);
+    // Windows cover the sends; answers arriving after the last send go to the last
+    // window instead of a final, mostly empty one that would look like a collapse.
+    let end = samples.iter().map(|s| s.t_send_s).fold(0.0, f64::max);
     if window_s <= 0.0 || end <= 0.0 {
         return Vec::new();
     }

@@ -129,7 +129,7 @@ pub struct Figure {
 }
 
 const TITLE_H: f64 = 36.0;
-const LEFT: f64 = 84.0;
+const LEFT: f64 = 100.0;
 const RIGHT: f64 = 190.0;
 const PANEL_TOP: f64 = 30.0;
 const PANEL_BOTTOM: f64 = 50.0;
@@ -381,7 +381,7 @@ pub fn sweep(report: &BenchReport) -> Figure {
     panels.push(Chart {
         title: "Throughput".into(),
         x_label: x_label.into(),
-        y_label: "successful requests/s".into(),
+        y_label: "ok requests/s".into(),
         series: vec![series("ok/s", &|l| Some(l.summary.throughput_rps))],
         hlines: Vec::new(),
     });
@@ -501,7 +501,7 @@ pub fn compare(title: &str, runs: &[(String, BenchReport)]) -> Figure {
     panels.push(Chart {
         title: "Throughput".into(),
         x_label: x_label.into(),
-        y_label: "successful requests/s".into(),
+        y_label: "ok requests/s".into(),
         series: lines(&|l| Some(l.summary.throughput_rps)),
         hlines: Vec::new(),
     });
