@@ -9,7 +9,8 @@
 //! - [`calibrate`]: ranges by min-max, percentile or entropy;
 //! - [`eval`]: accuracy, agreement, cosine, per group;
 //! - `search`: per-layer sensitivity and the fallback that meets the budget;
-//! - [`report`]: the JSON report and the printed table.
+//! - [`report`]: the JSON report and the printed table;
+//! - [`serving`]: quantize-at-load for the server, cached next to the model.
 //!
 //! Models run on `lrai-backend` sessions (ONNX Runtime or tract). This crate writes no
 //! files and prints nothing: the CLI (`src/cmd/quantize.rs`) and the repository loader
@@ -34,6 +35,7 @@ mod plan;
 mod qdq;
 mod quantizer;
 pub mod report;
+pub mod serving;
 
 pub use calibrate::CalibrationMethod;
 pub use error::{QuantError, Result};
