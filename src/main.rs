@@ -27,6 +27,9 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Run a model once (or repeatedly, timed) on inputs from files or random data.
     Run(cmd::run::RunArgs),
+    /// Prove or refute a VNN-LIB property of an ONNX network (exit 0 holds, 10 violated,
+    /// 20 unknown), or bound how far an optimised model drifts from its original.
+    Verify(Box<cmd::verify::VerifyArgs>),
     /// Load a KServe v2 server (LRAI, Triton) over HTTP or gRPC, closed or open loop, and
     /// report latency percentiles, throughput and SLO attainment, with charts.
     Bench(Box<cmd::bench::BenchArgs>),
@@ -44,6 +47,7 @@ fn main() {
         Command::Serve(config) => cmd::serve::run(*config),
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Verify(args) => cmd::verify::run(&args),
         Command::Quantize(args) => cmd::quantize::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
     };

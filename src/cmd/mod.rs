@@ -5,3 +5,4 @@ pub(crate) mod inspect;
 pub(crate) mod quantize;
 pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod verify;

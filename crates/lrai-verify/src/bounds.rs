@@ -1,0 +1,710 @@
+//! Bound propagation over a [`Network`]: interval bounds (IBP), linear relaxations with
+//! back-substitution (CROWN / DeepPoly), α-CROWN (optimised ReLU lower slopes) and
+//! β-CROWN split multipliers.
+//!
+//! Back-substitution starts from a coefficient matrix `Λ` on some node (`k` rows, one
+//! per bound wanted) and walks the DAG backwards in topological order: through an affine
+//! node `Λ ← Λ·W` (bias into the constant), through an activation the lower or upper
+//! linear relaxation by the sign of each coefficient. At the input, the linear function
+//! of `x` is minimised over the box in closed form. Gradients for α and β come from a
+//! forward pass of the relaxed network at the minimising vertex (envelope theorem).
+
+use crate::matrix::Dense;
+use crate::network::{Activation, Network, Node};
+
+/// Interval bounds for every node of a network (empty vectors where not computed).
+#[derive(Debug, Clone)]
+pub struct NodeBounds {
+    /// Lower bound per node and element.
+    pub lower: Vec<Vec<f64>>,
+    /// Upper bound per node and element.
+    pub upper: Vec<Vec<f64>>,
+    /// Rounding error a backend may add at each node ([`Network::rounding_error`]);
+    /// the bounds above already include it.
+    pub eps: Vec<Vec<f64>>,
+}
+
+/// Linear lower and upper bounds of one activation element: `lo_s·z + lo_c <= a <= up_s·z + up_c`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Relax {
+    /// Lower slope.
+    pub lo_s: f64,
+    /// Lower intercept.
+    pub lo_c: f64,
+    /// Upper slope.
+    pub up_s: f64,
+    /// Upper intercept.
+    pub up_c: f64,
+    /// True for an unstable ReLU, whose lower slope is the free α in `[0, 1]`.
+    pub free_alpha: bool,
+}
+
+/// Relaxation of one element of `act` on `[l, u]`.
+pub fn relax(act: &Activation, i: usize, l: f64, u: f64) -> Relax {
+    let fixed = |lo_s: f64, lo_c: f64, up_s: f64, up_c: f64| Relax {
+        lo_s,
+        lo_c,
+        up_s,
+        up_c,
+        free_alpha: false,
+    };
+    match act {
+        Activation::Relu => {
+            if l >= 0.0 {
+                fixed(1.0, 0.0, 1.0, 0.0)
+            } else if u <= 0.0 {
+                fixed(0.0, 0.0, 0.0, 0.0)
+            } else {
+                let s = u / (u - l);
+                Relax {
+                    lo_s: if u > -l { 1.0 } else { 0.0 },
+                    lo_c: 0.0,
+                    up_s: s,
+                    up_c: -s * l,
+                    free_alpha: true,
+                }
+            }
+        }
+        Activation::Sigmoid | Activation::Tanh => s_shaped(act, i, l, u),
+        Activation::Quantize {
+            scale,
+            zero_point,
+            qmin,
+            qmax,
+        } => {
+            let (s, z) = (scale[i], zero_point[i]);
+            let ql = act.eval(i, l);
+            let qu = act.eval(i, u);
+            if ql == qu {
+                return fixed(0.0, ql, 0.0, qu);
+            }
+            let unclamped =
+                (l / s).round_ties_even() + z >= *qmin && (u / s).round_ties_even() + z <= *qmax;
+            if unclamped {
+                // |round(v) - v| <= 1/2 for every v.
+                fixed(1.0 / s, z - 0.5, 1.0 / s, z + 0.5)
+            } else {
+                // Monotone: the constant bounds are sound.
+                fixed(0.0, ql, 0.0, qu)
+            }
+        }
+    }
+}
+
+/// Sound linear bounds of sigmoid or tanh on `[l, u]`: chord and tangent in the convex
+/// (x <= 0) and concave (x >= 0) parts, parallel lines with the smaller end slope
+/// across 0 (the derivative is unimodal with its peak at 0, so `f(x) - d·x` is
+/// non-decreasing there). Intercepts are padded by 1e-12 for the error of `exp`/`tanh`.
+fn s_shaped(act: &Activation, i: usize, l: f64, u: f64) -> Relax {
+    const PAD: f64 = 1e-12;
+    let f = |x: f64| act.eval(i, x);
+    let df = |x: f64| act.derivative(i, x);
+    let fixed = |lo_s: f64, lo_c: f64, up_s: f64, up_c: f64| Relax {
+        lo_s,
+        lo_c: lo_c - PAD,
+        up_s,
+        up_c: up_c + PAD,
+        free_alpha: false,
+    };
+    if !(u - l > 1e-9) {
+        return fixed(0.0, f(l), 0.0, f(u));
+    }
+    let chord_s = (f(u) - f(l)) / (u - l);
+    let chord_c = f(l) - chord_s * l;
+    let m = 0.5 * (l + u);
+    let tan_s = df(m);
+    let tan_c = f(m) - tan_s * m;
+    if u <= 0.0 {
+        // Convex: tangent below, chord above.
+        fixed(tan_s, tan_c, chord_s, chord_c)
+    } else if l >= 0.0 {
+        // Concave: chord below, tangent above.
+        fixed(chord_s, chord_c, tan_s, tan_c)
+    } else {
+        let d = df(l).min(df(u));
+        fixed(d, f(l) - d * l, d, f(u) - d * u)
+    }
+}
+
+/// Interval bound propagation from a box, including the backend's rounding error.
+pub fn ibp(net: &Network, lower: &[f64], upper: &[f64]) -> NodeBounds {
+    let n = net.nodes.len();
+    let mut b = NodeBounds {
+        lower: Vec::with_capacity(n),
+        upper: Vec::with_capacity(n),
+        eps: Vec::with_capacity(n),
+    };
+    for k in 0..n {
+        let (l, u) = ibp_node(net, &b, k, lower, upper);
+        b.lower.push(l);
+        b.upper.push(u);
+        b.eps.push(Vec::new());
+        let e = net.rounding_error(k, &b.lower, &b.upper);
+        widen(&mut b, k, &e);
+        b.eps[k] = e;
+    }
+    b
+}
+
+/// Widens node `k`'s bounds by its rounding error.
+fn widen(b: &mut NodeBounds, k: usize, e: &[f64]) {
+    for (i, e) in e.iter().enumerate() {
+        b.lower[k][i] -= e;
+        b.upper[k][i] += e;
+    }
+}
+
+/// Interval bounds of node `k` from earlier nodes' bounds (without its own rounding).
+fn ibp_node(
+    net: &Network,
+    b: &NodeBounds,
+    k: usize,
+    lower: &[f64],
+    upper: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    match &net.nodes[k] {
+        Node::Input { .. } => (lower.to_vec(), upper.to_vec()),
+        Node::Linear { terms, bias, .. } => {
+            let mut c = bias.clone();
+            let mut r = vec![0.0; bias.len()];
+            for (j, m) in terms {
+                let cj: Vec<f64> = b.lower[*j]
+                    .iter()
+                    .zip(&b.upper[*j])
+                    .map(|(a, bb)| 0.5 * (a + bb))
+                    .collect();
+                let rj: Vec<f64> = b.lower[*j]
+                    .iter()
+                    .zip(&b.upper[*j])
+                    .map(|(a, bb)| 0.5 * (bb - a))
+                    .collect();
+                m.apply_add(&cj, &mut c);
+                m.abs().apply_add(&rj, &mut r);
+            }
+            (
+                c.iter().zip(&r).map(|(c, r)| c - r).collect(),
+                c.iter().zip(&r).map(|(c, r)| c + r).collect(),
+            )
+        }
+        Node::Act { input, act } => (
+            b.lower[*input]
+                .iter()
+                .enumerate()
+                .map(|(i, &z)| act.eval(i, z))
+                .collect(),
+            b.upper[*input]
+                .iter()
+                .enumerate()
+                .map(|(i, &z)| act.eval(i, z))
+                .collect(),
+        ),
+    }
+}
+
+/// Relaxations of every activation node from the bounds of its input.
+pub fn relaxations(net: &Network, b: &NodeBounds) -> Vec<Vec<Relax>> {
+    net.nodes
+        .iter()
+        .map(|n| match n {
+            Node::Act { input, act } => b.lower[*input]
+                .iter()
+                .zip(&b.upper[*input])
+                .enumerate()
+                .map(|(i, (&l, &u))| relax(act, i, l, u))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Split constraints on pre-activation (linear) nodes, with their multipliers.
+#[derive(Debug, Clone, Default)]
+pub struct Splits {
+    /// (linear node, neuron, sign): sign = -1 for `z >= 0` (active), +1 for `z <= 0`
+    /// (inactive); the constraint is `sign·z <= 0`.
+    pub list: Vec<(usize, usize, f64)>,
+}
+
+/// The result of one back-substitution.
+#[derive(Debug, Clone)]
+pub struct Backward {
+    /// Coefficients on the input, `k × n_in`.
+    pub a_in: Dense,
+    /// Constant per row.
+    pub c: Vec<f64>,
+    /// The coefficient matrix reaching each activation node's output (when kept).
+    pub at_act: Vec<Option<Dense>>,
+}
+
+/// Options for one back-substitution.
+#[derive(Debug, Clone, Copy)]
+pub struct BackOpts<'a> {
+    /// α per activation node (`k × dim`), for unstable ReLUs; `None`: CROWN's choice.
+    pub alpha: Option<&'a [Option<Dense>]>,
+    /// Split constraints and their multipliers β (`k × splits`).
+    pub splits: Option<(&'a Splits, &'a Dense)>,
+    /// Keep the coefficient matrices at activations (for gradients and branching).
+    pub keep: bool,
+}
+
+/// Back-substitutes `lambda` (`k × dim(start)`) from `start` to the input.
+pub fn backward(
+    net: &Network,
+    relax: &[Vec<Relax>],
+    eps: &[Vec<f64>],
+    start: usize,
+    lambda: Dense,
+    opts: BackOpts<'_>,
+) -> Backward {
+    let k = lambda.rows;
+    let mut acc: Vec<Option<Dense>> = vec![None; net.nodes.len()];
+    let mut at_act: Vec<Option<Dense>> = vec![None; net.nodes.len()];
+    let mut c = vec![0.0; k];
+    acc[start] = Some(lambda);
+    let mut a_in = Dense::zeros(k, net.input_dim());
+    for idx in (0..=start).rev() {
+        let Some(mut lam) = acc[idx].take() else {
+            continue;
+        };
+        // The backend's rounding error at this node, worst case for each row's sign.
+        if let Some(e) = eps.get(idx).filter(|e| !e.is_empty()) {
+            for (r, cr) in c.iter_mut().enumerate() {
+                *cr -= lam
+                    .row(r)
+                    .iter()
+                    .zip(e)
+                    .map(|(a, e)| a.abs() * e)
+                    .sum::<f64>();
+            }
+        }
+        match &net.nodes[idx] {
+            Node::Input { .. } => a_in = lam,
+            Node::Linear { terms, bias, .. } => {
+                if let Some((splits, beta)) = opts.splits {
+                    for (s, &(node, neuron, sign)) in splits.list.iter().enumerate() {
+                        if node == idx {
+                            for r in 0..k {
+                                lam.data[r * lam.cols + neuron] +=
+                                    beta.data[r * beta.cols + s] * sign;
+                            }
+                        }
+                    }
+                }
+                for (r, cr) in c.iter_mut().enumerate() {
+                    *cr += lam.row(r).iter().zip(bias).map(|(a, b)| a * b).sum::<f64>();
+                }
+                for (j, m) in terms {
+                    let target = acc[*j].get_or_insert_with(|| Dense::zeros(k, m.cols()));
+                    m.left_mul_add(&lam, target);
+                }
+            }
+            Node::Act { input, .. } => {
+                let rel = &relax[idx];
+                let dim = rel.len();
+                let target = acc[*input].get_or_insert_with(|| Dense::zeros(k, dim));
+                let alpha = opts.alpha.and_then(|a| a[idx].as_ref());
+                for r in 0..k {
+                    let lr = lam.row(r);
+                    let tr = &mut target.data[r * dim..(r + 1) * dim];
+                    let mut cr = 0.0;
+                    for i in 0..dim {
+                        let l = lr[i];
+                        if l == 0.0 {
+                            continue;
+                        }
+                        let x = &rel[i];
+                        if l > 0.0 {
+                            let s = match alpha {
+                                Some(a) if x.free_alpha => a.data[r * dim + i],
+                                _ => x.lo_s,
+                            };
+                            tr[i] += l * s;
+                            cr += l * x.lo_c;
+                        } else {
+                            tr[i] += l * x.up_s;
+                            cr += l * x.up_c;
+                        }
+                    }
+                    c[r] += cr;
+                }
+                if opts.keep {
+                    at_act[idx] = Some(lam);
+                }
+            }
+        }
+    }
+    Backward { a_in, c, at_act }
+}
+
+/// Minimum of each row's linear function over the box, and the minimising vertex.
+pub fn minimise(
+    b: &Backward,
+    lower: &[f64],
+    upper: &[f64],
+    want_x: bool,
+) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let k = b.a_in.rows;
+    let mut lb = Vec::with_capacity(k);
+    let mut xs = Vec::new();
+    for r in 0..k {
+        let row = b.a_in.row(r);
+        let mut v = b.c[r];
+        let mut x = if want_x {
+            Vec::with_capacity(row.len())
+        } else {
+            Vec::new()
+        };
+        for ((a, l), u) in row.iter().zip(lower).zip(upper) {
+            let pick = if *a >= 0.0 { *l } else { *u };
+            v += a * pick;
+            if want_x {
+                x.push(pick);
+            }
+        }
+        lb.push(v);
+        if want_x {
+            xs.push(x);
+        }
+    }
+    (lb, xs)
+}
+
+/// CROWN bounds on every linear node that feeds an activation (and IBP elsewhere),
+/// tightened against IBP. `only_unstable` limits the back-substitution to ReLU inputs
+/// whose IBP bounds straddle 0 (the others' relaxations are exact already).
+pub fn crown_intermediate(net: &Network, lower: &[f64], upper: &[f64]) -> NodeBounds {
+    let mut b = ibp(net, lower, upper);
+    for idx in 0..net.nodes.len() {
+        let Node::Act { input, act } = &net.nodes[idx] else {
+            continue;
+        };
+        let z = *input;
+        // Bounds of z depend only on nodes before it, which are final by now; refresh the
+        // relaxations of earlier activations from the tightened bounds.
+        let rows: Vec<usize> = (0..net.dims[z])
+            .filter(|&i| match act {
+                Activation::Relu => b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0,
+                _ => b.upper[z][i] > b.lower[z][i],
+            })
+            .collect();
+        if rows.is_empty() || is_first_linear(net, z) {
+            refresh_after(net, &mut b, z, lower, upper);
+            continue;
+        }
+        let rel = relaxations(net, &b);
+        let dim = net.dims[z];
+        let mut lam = Dense::zeros(2 * rows.len(), dim);
+        for (r, &i) in rows.iter().enumerate() {
+            lam.data[(2 * r) * dim + i] = 1.0;
+            lam.data[(2 * r + 1) * dim + i] = -1.0;
+        }
+        let back = backward(
+            net,
+            &rel,
+            &b.eps,
+            z,
+            lam,
+            BackOpts {
+                alpha: None,
+                splits: None,
+                keep: false,
+            },
+        );
+        let (lb, _) = minimise(&back, lower, upper, false);
+        for (r, &i) in rows.iter().enumerate() {
+            b.lower[z][i] = b.lower[z][i].max(lb[2 * r]);
+            b.upper[z][i] = b.upper[z][i].min(-lb[2 * r + 1]);
+            if b.lower[z][i] > b.upper[z][i] {
+                // Only floating-point noise can cross them; keep the interval non-empty.
+                let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
+                b.lower[z][i] = m;
+                b.upper[z][i] = m;
+            }
+        }
+        refresh_after(net, &mut b, z, lower, upper);
+    }
+    b
+}
+
+/// True when a linear node reads only the input (CROWN equals IBP there).
+fn is_first_linear(net: &Network, z: usize) -> bool {
+    matches!(&net.nodes[z], Node::Linear { terms, .. } if terms.iter().all(|(j, _)| matches!(net.nodes[*j], Node::Input { .. })))
+}
+
+/// After node `z`'s bounds were tightened, recomputes (IBP, intersected with what is
+/// known) every later node and its rounding error.
+fn refresh_after(net: &Network, b: &mut NodeBounds, z: usize, lower: &[f64], upper: &[f64]) {
+    for k in (z + 1)..net.nodes.len() {
+        let (l, u) = ibp_node(net, b, k, lower, upper);
+        let e = net.rounding_error(k, &b.lower, &b.upper);
+        for i in 0..l.len() {
+            let (ei, old_e) = (
+                e.get(i).copied().unwrap_or(0.0),
+                b.eps[k].get(i).copied().unwrap_or(0.0),
+            );
+            // Stored bounds include the old error; compare like with like.
+            let lo = (b.lower[k][i] + old_e).max(l[i]) - ei;
+            let hi = (b.upper[k][i] - old_e).min(u[i]) + ei;
+            b.lower[k][i] = lo;
+            b.upper[k][i] = hi.max(lo);
+        }
+        b.eps[k] = e;
+    }
+}
+
+/// The relaxed network evaluated forward at one point per row, choosing each
+/// activation's lower or upper relaxation by the sign of that row's coefficient (as the
+/// back-substitution did). Returns the value of every linear node per row.
+pub fn relaxed_forward(
+    net: &Network,
+    relax: &[Vec<Relax>],
+    back: &Backward,
+    alpha: Option<&[Option<Dense>]>,
+    xs: &[Vec<f64>],
+    upto: usize,
+) -> Vec<Vec<Vec<f64>>> {
+    xs.iter()
+        .enumerate()
+        .map(|(r, x)| {
+            let mut vals: Vec<Vec<f64>> = Vec::with_capacity(upto + 1);
+            for idx in 0..=upto {
+                let v = match &net.nodes[idx] {
+                    Node::Input { .. } => x.clone(),
+                    Node::Linear { terms, bias, .. } => {
+                        let mut out = bias.clone();
+                        for (j, m) in terms {
+                            m.apply_add(&vals[*j], &mut out);
+                        }
+                        out
+                    }
+                    Node::Act { input, .. } => {
+                        let z = &vals[*input];
+                        let rel = &relax[idx];
+                        let lam = back.at_act[idx].as_ref();
+                        let a = alpha.and_then(|a| a[idx].as_ref());
+                        (0..z.len())
+                            .map(|i| {
+                                let l = lam.map_or(0.0, |m| m.data[r * m.cols + i]);
+                                let x = &rel[i];
+                                if l >= 0.0 {
+                                    let s = match a {
+                                        Some(a) if x.free_alpha => a.data[r * a.cols + i],
+                                        _ => x.lo_s,
+                                    };
+                                    s * z[i] + x.lo_c
+                                } else {
+                                    x.up_s * z[i] + x.up_c
+                                }
+                            })
+                            .collect()
+                    }
+                };
+                vals.push(v);
+            }
+            vals
+        })
+        .collect()
+}
+
+/// Adam state for one parameter vector.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    m: Vec<f64>,
+    v: Vec<f64>,
+    t: i32,
+}
+
+impl Adam {
+    /// Fresh state for `n` parameters.
+    pub fn new(n: usize) -> Adam {
+        Adam {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
+    }
+
+    /// One ascent step on `params` with gradient `g`, then projection by `clip`.
+    pub fn step(&mut self, params: &mut [f64], g: &[f64], lr: f64, clip: impl Fn(f64) -> f64) {
+        self.t += 1;
+        let (b1, b2) = (0.9f64, 0.999f64);
+        let c1 = 1.0 - b1.powi(self.t);
+        let c2 = 1.0 - b2.powi(self.t);
+        for i in 0..params.len() {
+            self.m[i] = b1 * self.m[i] + (1.0 - b1) * g[i];
+            self.v[i] = b2 * self.v[i] + (1.0 - b2) * g[i] * g[i];
+            let step = lr * (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + 1e-8);
+            params[i] = clip(params[i] + step);
+        }
+    }
+}
+
+/// Lower bounds of spec rows `c·y + d`, optionally optimising α (and β when there are
+/// splits) for `iters` steps. Returns the best bound per row found over all iterates
+/// (each iterate is sound), the final α and β, and the last back-substitution.
+#[derive(Debug, Clone)]
+pub struct SpecBound {
+    /// Best lower bound per row.
+    pub lb: Vec<f64>,
+    /// α per activation node.
+    pub alpha: Vec<Option<Dense>>,
+    /// β per (row, split).
+    pub beta: Dense,
+    /// The back-substitution of the last iterate (kept coefficient matrices).
+    pub back: Backward,
+    /// The minimising input vertex per row of the last iterate.
+    pub xs: Vec<Vec<f64>>,
+}
+
+/// Initial α: CROWN's choice, per row.
+pub fn init_alpha(net: &Network, relax: &[Vec<Relax>], k: usize) -> Vec<Option<Dense>> {
+    net.nodes
+        .iter()
+        .enumerate()
+        .map(|(idx, n)| match n {
+            Node::Act {
+                act: Activation::Relu,
+                ..
+            } => {
+                let rel = &relax[idx];
+                let dim = rel.len();
+                let mut a = Dense::zeros(k, dim);
+                for r in 0..k {
+                    for (i, x) in rel.iter().enumerate() {
+                        a.data[r * dim + i] = x.lo_s;
+                    }
+                }
+                Some(a)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Parameters for [`spec_bound`].
+#[derive(Debug, Clone)]
+pub struct SpecOpts {
+    /// Gradient steps (0: plain CROWN with the given α).
+    pub iters: usize,
+    /// Adam learning rate for α.
+    pub lr_alpha: f64,
+    /// Adam learning rate for β.
+    pub lr_beta: f64,
+}
+
+/// Bounds spec rows `C·y + d` over the box with α/β optimisation.
+#[allow(clippy::too_many_arguments)]
+pub fn spec_bound(
+    net: &Network,
+    relax: &[Vec<Relax>],
+    eps: &[Vec<f64>],
+    c_rows: &Dense,
+    d: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+    mut alpha: Vec<Option<Dense>>,
+    splits: &Splits,
+    mut beta: Dense,
+    opts: &SpecOpts,
+) -> SpecBound {
+    let k = c_rows.rows;
+    let mut best = vec![f64::NEG_INFINITY; k];
+    let n_alpha: usize = alpha.iter().flatten().map(|a| a.data.len()).sum();
+    let mut adam_a = Adam::new(n_alpha);
+    let mut adam_b = Adam::new(beta.data.len());
+    let has_splits = !splits.list.is_empty();
+    let mut last = None;
+    for it in 0..=opts.iters {
+        let back = backward(
+            net,
+            relax,
+            eps,
+            net.output,
+            c_rows.clone(),
+            BackOpts {
+                alpha: Some(&alpha),
+                splits: has_splits.then_some((splits, &beta)),
+                keep: true,
+            },
+        );
+        let (lb, xs) = minimise(&back, lower, upper, true);
+        for r in 0..k {
+            let v = lb[r] + d[r];
+            if v > best[r] {
+                best[r] = v;
+            }
+        }
+        if it == opts.iters {
+            last = Some((back, xs));
+            break;
+        }
+        // Gradients from the relaxed forward pass at the minimising vertices.
+        let upto = net.output;
+        let vals = relaxed_forward(net, relax, &back, Some(&alpha), &xs, upto);
+        let mut ga = Vec::with_capacity(n_alpha);
+        for (idx, a) in alpha.iter().enumerate() {
+            let Some(a) = a else { continue };
+            let Node::Act { input, .. } = &net.nodes[idx] else {
+                continue;
+            };
+            let lam = back.at_act[idx].as_ref();
+            let dim = a.cols;
+            for r in 0..k {
+                for i in 0..dim {
+                    let l = lam.map_or(0.0, |m| m.data[r * dim + i]);
+                    let g = if relax[idx][i].free_alpha && l > 0.0 {
+                        l * vals[r][*input][i]
+                    } else {
+                        0.0
+                    };
+                    ga.push(g);
+                }
+            }
+        }
+        let mut flat: Vec<f64> = alpha
+            .iter()
+            .flatten()
+            .flat_map(|a| a.data.iter().copied())
+            .collect();
+        adam_a.step(&mut flat, &ga, opts.lr_alpha, |v| v.clamp(0.0, 1.0));
+        let mut off = 0;
+        for a in alpha.iter_mut().flatten() {
+            let n = a.data.len();
+            a.data.copy_from_slice(&flat[off..off + n]);
+            off += n;
+        }
+        if has_splits {
+            let ns = splits.list.len();
+            let mut gb = vec![0.0; k * ns];
+            for r in 0..k {
+                for (s, &(node, neuron, sign)) in splits.list.iter().enumerate() {
+                    gb[r * ns + s] = sign * vals[r][node][neuron];
+                }
+            }
+            adam_b.step(&mut beta.data, &gb, opts.lr_beta, |v| v.max(0.0));
+        }
+    }
+    let (back, xs) = last.unwrap_or_else(|| {
+        let back = backward(
+            net,
+            relax,
+            eps,
+            net.output,
+            c_rows.clone(),
+            BackOpts {
+                alpha: Some(&alpha),
+                splits: None,
+                keep: true,
+            },
+        );
+        let (_, xs) = minimise(&back, lower, upper, true);
+        (back, xs)
+    });
+    SpecBound {
+        lb: best,
+        alpha,
+        beta,
+        back,
+        xs,
+    }
+}
