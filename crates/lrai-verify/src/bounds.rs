@@ -179,7 +179,7 @@ fn ibp_node(
                     .map(|(a, bb)| 0.5 * (bb - a))
                     .collect();
                 m.apply_add(&cj, &mut c);
-                m.abs().apply_add(&rj, &mut r);
+                m.abs_apply_add(&rj, &mut r);
             }
             (
                 c.iter().zip(&r).map(|(c, r)| c - r).collect(),
@@ -373,7 +373,26 @@ pub fn minimise(
 /// tightened against IBP. `only_unstable` limits the back-substitution to ReLU inputs
 /// whose IBP bounds straddle 0 (the others' relaxations are exact already).
 pub fn crown_intermediate(net: &Network, lower: &[f64], upper: &[f64]) -> NodeBounds {
+    crown_intermediate_within(net, lower, upper, None)
+}
+
+/// As [`crown_intermediate`], also intersecting with bounds known for a region that
+/// contains this one (a parent box in input splitting).
+pub fn crown_intermediate_within(
+    net: &Network,
+    lower: &[f64],
+    upper: &[f64],
+    parent: Option<&NodeBounds>,
+) -> NodeBounds {
     let mut b = ibp(net, lower, upper);
+    if let Some(p) = parent {
+        for k in 0..net.nodes.len() {
+            for i in 0..b.lower[k].len() {
+                b.lower[k][i] = b.lower[k][i].max(p.lower[k][i]);
+                b.upper[k][i] = b.upper[k][i].min(p.upper[k][i]).max(b.lower[k][i]);
+            }
+        }
+    }
     for idx in 0..net.nodes.len() {
         let Node::Act { input, act } = &net.nodes[idx] else {
             continue;
@@ -432,19 +451,16 @@ fn is_first_linear(net: &Network, z: usize) -> bool {
 }
 
 /// After node `z`'s bounds were tightened, recomputes (IBP, intersected with what is
-/// known) every later node and its rounding error.
+/// known) every later node and its rounding error. All stored bounds are bounds on the
+/// backend's float values, so intersecting them is sound.
 fn refresh_after(net: &Network, b: &mut NodeBounds, z: usize, lower: &[f64], upper: &[f64]) {
     for k in (z + 1)..net.nodes.len() {
         let (l, u) = ibp_node(net, b, k, lower, upper);
         let e = net.rounding_error(k, &b.lower, &b.upper);
         for i in 0..l.len() {
-            let (ei, old_e) = (
-                e.get(i).copied().unwrap_or(0.0),
-                b.eps[k].get(i).copied().unwrap_or(0.0),
-            );
-            // Stored bounds include the old error; compare like with like.
-            let lo = (b.lower[k][i] + old_e).max(l[i]) - ei;
-            let hi = (b.upper[k][i] - old_e).min(u[i]) + ei;
+            let ei = e.get(i).copied().unwrap_or(0.0);
+            let lo = b.lower[k][i].max(l[i] - ei);
+            let hi = b.upper[k][i].min(u[i] + ei);
             b.lower[k][i] = lo;
             b.upper[k][i] = hi.max(lo);
         }

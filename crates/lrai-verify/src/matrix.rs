@@ -137,6 +137,28 @@ impl Mat {
         }
     }
 
+    /// `out += |self| · x` (element-wise absolute value of the matrix), without
+    /// allocating `|self|`.
+    pub fn abs_apply_add(&self, x: &[f64], out: &mut [f64]) {
+        match self {
+            Mat::Diag(d) => {
+                for ((o, a), b) in out.iter_mut().zip(d).zip(x) {
+                    *o += a.abs() * b;
+                }
+            }
+            Mat::Dense(m) => {
+                for (r, o) in out.iter_mut().enumerate().take(m.rows) {
+                    *o += m
+                        .row(r)
+                        .iter()
+                        .zip(x)
+                        .map(|(a, b)| a.abs() * b)
+                        .sum::<f64>();
+                }
+            }
+        }
+    }
+
     /// `out += lambda · self` where `lambda` is `k × rows`; `out` is `k × cols`.
     pub fn left_mul_add(&self, lambda: &Dense, out: &mut Dense) {
         debug_assert_eq!(lambda.cols, self.rows());

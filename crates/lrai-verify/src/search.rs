@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::bounds::{
-    self, BackOpts, NodeBounds, Relax, SpecOpts, Splits, backward, crown_intermediate, minimise,
-    relaxations,
+    self, BackOpts, NodeBounds, Relax, SpecOpts, Splits, backward, minimise, relaxations,
 };
 use crate::matrix::Dense;
 use crate::network::{Activation, Network, Node};
@@ -106,6 +105,8 @@ pub struct Ctx<'a> {
     pub spec: &'a Spec,
     /// When to give up.
     pub deadline: Instant,
+    /// Width of the root box per input (for the input-split heuristic).
+    pub root_width: Vec<f64>,
     /// Confirms a candidate on the backend; `Some(x)` (the confirmed f64 input) ends the search.
     pub confirm: &'a (dyn Fn(&[f64]) -> Option<Vec<f64>> + Sync),
 }
@@ -187,7 +188,7 @@ enum BoxOutcome {
 /// Bounds one box: proven clauses drop out, the rest split.
 fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
     let net = ctx.net;
-    let nb = crown_intermediate(net, &d.lower, &d.upper);
+    let nb = bounds::crown_intermediate(net, &d.lower, &d.upper);
     let rel = relaxations(net, &nb);
     let (c, dd, idx) = ctx.spec.rows_of(&d.pending);
     let back = backward(
@@ -247,22 +248,26 @@ fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
             return BoxOutcome::Cex(cex);
         }
     }
+    // Split where the worst row's linear bound varies most (|coefficient| × width), but
+    // only among dimensions not already split 1000× finer (relative to the root box)
+    // than the coarsest one: the coefficients are myopic (a dimension with coefficient
+    // zero still matters through the relaxations' intercepts).
     let row = back.a_in.row(worst_row);
+    let rel = |i: usize| (d.upper[i] - d.lower[i]) / ctx.root_width[i];
+    let max_rel = (0..d.lower.len()).map(rel).fold(0.0, f64::max);
     let mut dim = None;
-    let mut best_score = 0.0;
+    let mut best_score = -1.0;
     for i in 0..d.lower.len() {
         let w = d.upper[i] - d.lower[i];
-        let s = row[i].abs() * w;
-        if w > 0.0 && (s > best_score || dim.is_none()) {
+        if w <= 0.0 || rel(i) < 1e-3 * max_rel {
+            continue;
+        }
+        // Ties (all coefficients zero) go to the relatively widest dimension.
+        let s = row[i].abs() * w + 1e-300 * rel(i);
+        if s > best_score {
             best_score = s;
             dim = Some(i);
         }
-    }
-    // Fall back to the widest dimension when the gradient says nothing.
-    if best_score == 0.0 {
-        dim = (0..d.lower.len())
-            .filter(|&i| d.upper[i] > d.lower[i])
-            .max_by(|&a, &b| (d.upper[a] - d.lower[a]).total_cmp(&(d.upper[b] - d.lower[b])));
     }
     let Some(dim) = dim else {
         return BoxOutcome::Stuck;
@@ -292,7 +297,8 @@ pub fn input_split(
     upper: &[f64],
     stats: &mut SearchStats,
 ) -> SearchEnd {
-    let mut heap = BinaryHeap::new();
+    // Depth first (a stack): the frontier, and the parent bounds it holds, stay small.
+    let mut heap: Vec<BoxDomain> = Vec::new();
     heap.push(BoxDomain {
         lower: lower.to_vec(),
         upper: upper.to_vec(),

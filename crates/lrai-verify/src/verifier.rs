@@ -275,6 +275,12 @@ pub fn verify(
             prop,
             spec: &spec,
             deadline,
+            root_width: bx
+                .lower
+                .iter()
+                .zip(&bx.upper)
+                .map(|(l, u)| (u - l).max(f64::MIN_POSITIVE))
+                .collect(),
             confirm: &bx_confirm,
         };
         let mut stats = SearchStats::default();
