@@ -82,20 +82,29 @@ fn config_for(req: &ServeRequest<'_>, mode: &str) -> Result<QuantizeConfig> {
         "static" => c.mode = Mode::Static,
         "dynamic" => c.mode = Mode::Dynamic,
         "fp16" => c.precision = Precision::Fp16,
-        other => return Err(bad(req.model, QUANTIZE_KEY, other, "static, dynamic or fp16")),
+        other => {
+            return Err(bad(
+                req.model,
+                QUANTIZE_KEY,
+                other,
+                "static, dynamic or fp16",
+            ));
+        }
     }
     if let Some(v) = p.get("lrai.quantize_max_drop") {
-        c.max_accuracy_drop = v
-            .trim()
-            .parse()
-            .map_err(|_| bad(req.model, "lrai.quantize_max_drop", v, "a number such as 0.01"))?;
+        c.max_accuracy_drop = v.trim().parse().map_err(|_| {
+            bad(
+                req.model,
+                "lrai.quantize_max_drop",
+                v,
+                "a number such as 0.01",
+            )
+        })?;
     }
     if let Some(v) = p.get("lrai.quantize_method") {
         c.method = match v.as_str() {
             "minmax" => CalibrationMethod::MinMax,
-            "percentile" => CalibrationMethod::Percentile {
-                percentile: 99.999,
-            },
+            "percentile" => CalibrationMethod::Percentile { percentile: 99.999 },
             "entropy" => CalibrationMethod::Entropy,
             other => {
                 return Err(bad(
@@ -113,7 +122,9 @@ fn config_for(req: &ServeRequest<'_>, mode: &str) -> Result<QuantizeConfig> {
                 req.model,
                 "lrai.quantize_metric",
                 v,
-                e.split(": ").nth(1).unwrap_or("auto, top1, agreement or cosine"),
+                e.split(": ")
+                    .nth(1)
+                    .unwrap_or("auto, top1, agreement or cosine"),
             )
         })?;
     }
@@ -138,7 +149,11 @@ fn input_hash(req: &ServeRequest<'_>, c: &QuantizeConfig) -> Result<String> {
             }
         }
     }
-    for (k, v) in req.parameters.iter().filter(|(k, _)| k.starts_with("lrai.quantize")) {
+    for (k, v) in req
+        .parameters
+        .iter()
+        .filter(|(k, _)| k.starts_with("lrai.quantize"))
+    {
         fnv1a(&mut h, k.as_bytes());
         fnv1a(&mut h, v.as_bytes());
     }
@@ -157,9 +172,16 @@ fn summary_of(report: &crate::Report) -> String {
             a.metric, a.before, a.after, a.max_drop
         ));
     }
-    let float = report.layers.iter().filter(|l| l.precision == "float32").count();
+    let float = report
+        .layers
+        .iter()
+        .filter(|l| l.precision == "float32")
+        .count();
     if float > 0 {
-        s.push_str(&format!(", {float} of {} layers kept float", report.layers.len()));
+        s.push_str(&format!(
+            ", {float} of {} layers kept float",
+            report.layers.len()
+        ));
     }
     s
 }
@@ -221,7 +243,8 @@ pub fn prepare_for_serving(req: &ServeRequest<'_>) -> Result<Option<Prepared>> {
         use prost::Message;
         w.write_all(&model.encode_to_vec())
     })?;
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| QuantError::Options(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&doc).map_err(|e| QuantError::Options(e.to_string()))?;
     lrai_core::npy::write_atomic(&report_path, |w| w.write_all(text.as_bytes()))?;
     Ok(Some(Prepared {
         path,

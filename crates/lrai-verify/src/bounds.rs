@@ -106,7 +106,9 @@ fn s_shaped(act: &Activation, i: usize, l: f64, u: f64) -> Relax {
         up_c: up_c + PAD,
         free_alpha: false,
     };
-    if !(u - l > 1e-9) {
+    let width = u - l;
+    // NaN widths (from NaN bounds) take the safe constant relaxation too.
+    if width.is_nan() || width <= 1e-9 {
         return fixed(0.0, f(l), 0.0, f(u));
     }
     let chord_s = (f(u) - f(l)) / (u - l);
@@ -303,6 +305,7 @@ pub fn backward(
                 let dim = rel.len();
                 let target = acc[*input].get_or_insert_with(|| Dense::zeros(k, dim));
                 let alpha = opts.alpha.and_then(|a| a[idx].as_ref());
+                #[allow(clippy::needless_range_loop)] // the index addresses several parallel arrays
                 for r in 0..k {
                     let lr = lam.row(r);
                     let tr = &mut target.data[r * dim..(r + 1) * dim];
@@ -665,6 +668,7 @@ pub fn spec_bound(
             };
             let lam = back.at_act[idx].as_ref();
             let dim = a.cols;
+            #[allow(clippy::needless_range_loop)] // the index addresses several parallel arrays
             for r in 0..k {
                 for i in 0..dim {
                     let l = lam.map_or(0.0, |m| m.data[r * dim + i]);

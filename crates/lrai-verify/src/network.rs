@@ -746,18 +746,18 @@ impl<'a> Reader<'a> {
             self.set(node, Value::Const(arr));
             return Ok(());
         }
-        if op == "Shape" {
-            if let Some(Value::Var { shape, .. }) = self.get(node, 0)? {
-                #[allow(clippy::cast_precision_loss)]
-                let data = shape.iter().map(|&d| d as f64).collect::<Vec<_>>();
-                let arr = Arr {
-                    shape: vec![data.len()],
-                    data,
-                    elem: OnnxType::Int64 as i32,
-                };
-                self.set(node, Value::Const(arr));
-                return Ok(());
-            }
+        if op == "Shape"
+            && let Some(Value::Var { shape, .. }) = self.get(node, 0)?
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let data = shape.iter().map(|&d| d as f64).collect::<Vec<_>>();
+            let arr = Arr {
+                shape: vec![data.len()],
+                data,
+                elem: OnnxType::Int64 as i32,
+            };
+            self.set(node, Value::Const(arr));
+            return Ok(());
         }
         if all_const {
             let v = self.fold(node, &op)?;
@@ -1025,7 +1025,7 @@ impl<'a> Reader<'a> {
                     ("Sub", false) => (vec![-1.0; d], cb),
                     ("Mul", _) => (cb, vec![0.0; d]),
                     ("Div", true) => {
-                        if cb.iter().any(|v| *v == 0.0) {
+                        if cb.contains(&0.0) {
                             return Err(unsupported(node, "division by zero"));
                         }
                         (cb.iter().map(|v| 1.0 / v).collect(), vec![0.0; d])
@@ -1238,6 +1238,7 @@ impl<'a> Reader<'a> {
         let mut mat = Dense::zeros(out_dim, in_dim);
         let mut bias = vec![0.0; out_dim];
         let per_group = m / group;
+        #[allow(clippy::needless_range_loop)] // the index addresses several parallel arrays
         for oc in 0..m {
             let g = oc / per_group;
             for oy in 0..oh {
@@ -1640,7 +1641,7 @@ fn reshape_target(node: &NodeProto, from: &[usize], target: &[f64]) -> Result<Ve
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(unsupported(
                 node,
                 "target shape does not divide the element count",

@@ -257,6 +257,7 @@ fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
     let max_rel = (0..d.lower.len()).map(rel).fold(0.0, f64::max);
     let mut dim = None;
     let mut best_score = -1.0;
+    #[allow(clippy::needless_range_loop)] // the index addresses several parallel arrays
     for i in 0..d.lower.len() {
         let w = d.upper[i] - d.lower[i];
         if w <= 0.0 || rel(i) < 1e-3 * max_rel {
@@ -435,6 +436,7 @@ fn pick_neuron(net: &Network, d: &ReluDomain) -> Option<(usize, usize)> {
 }
 
 /// Bounds a ReLU domain for the rows of one clause; returns (best slack, best row).
+#[allow(clippy::too_many_arguments)] // one call site per search level; a struct would only rename them
 fn bound_relu(
     ctx: &Ctx<'_>,
     d: &mut ReluDomain,
