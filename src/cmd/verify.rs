@@ -17,6 +17,8 @@ use lrai_backend::{ModelSource, Session, SessionOptions, create_backend};
 use lrai_verify::certificate::{self, FileRef};
 use lrai_verify::{Method, Network, Settings, Verdict, VerifyError, instances, vnnlib};
 
+mod equivalence;
+
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// MODEL.onnx PROPERTY.vnnlib, or with --equivalence ORIGINAL.onnx OPTIMIZED.onnx.
@@ -67,6 +69,10 @@ pub(crate) struct VerifyArgs {
     /// With --equivalence: random samples for the statistical check.
     #[arg(long, default_value_t = 10_000)]
     samples: usize,
+
+    /// With --equivalence: seed for the samples and the PGD starts.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 
     #[command(flatten)]
     backend: BackendArgs,
@@ -239,17 +245,5 @@ fn batch(args: &VerifyArgs, csv: &Path, settings: &Settings) -> anyhow::Result<(
 }
 
 fn equivalence_cmd(args: &VerifyArgs) -> anyhow::Result<i32> {
-    let [orig, opt] = args.files.as_slice() else {
-        bail!("--equivalence needs ORIGINAL.onnx OPTIMIZED.onnx");
-    };
-    let _ = (
-        orig,
-        opt,
-        &args.input_box,
-        &args.around,
-        args.epsilon_in,
-        args.epsilon,
-        args.samples,
-    );
-    bail!("--equivalence is not implemented yet")
+    equivalence::run(args)
 }

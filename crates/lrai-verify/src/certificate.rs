@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::equivalence::{EquivOutcome, EquivSettings, EquivVerdict, ProofStatus};
 use crate::verifier::{Outcome, Settings, Verdict};
 
 /// Lowercase hex SHA-256 of some bytes.
@@ -88,6 +89,75 @@ pub fn verification(
         Verdict::Unknown { reason } => {
             doc["reason"] = json!(reason);
         }
+    }
+    doc
+}
+
+/// The certificate of one equivalence check. `region` describes the input region as the
+/// caller defined it (box, or balls around the points of a hashed file); `backend`
+/// names the engine the samples ran on.
+pub fn equivalence(
+    original: &FileRef,
+    optimized: &FileRef,
+    region: &Value,
+    backend: &str,
+    settings: &EquivSettings,
+    outcome: &EquivOutcome,
+) -> Value {
+    let stats = |s: &crate::equivalence::SampleStats| {
+        json!({"n": s.n, "max": s.max, "mean": s.mean,
+               "p50": s.quantiles.p50, "p90": s.quantiles.p90,
+               "p99": s.quantiles.p99, "p99.9": s.quantiles.p999})
+    };
+    let proof = match &outcome.proof {
+        ProofStatus::Bound(b) => json!({
+            "status": "proven",
+            "claim": "for every input in the region, max_j |f_opt(x)_j - f(x)_j| <= bound, for both \
+                      models evaluated in f32 as the ONNX graphs define them (any summation order)",
+            "bound": b.max,
+            "bound_per_output": b.per_output,
+            "bound_before_splitting": b.root_max,
+            "method": "difference network (shared input, y_opt - y_orig); CROWN intermediate bounds, \
+                       alpha-CROWN on rows +-e_j; input bisection; f64 arithmetic with f32 rounding \
+                       terms and a 1e-9 relative safety margin",
+            "domains": b.domains,
+            "max_depth": b.max_depth,
+            "stopped": b.stop,
+        }),
+        ProofStatus::NotAttempted { reason } => json!({
+            "status": "not attempted",
+            "reason": reason,
+        }),
+    };
+    let mut doc = json!({
+        "kind": "lrai-equivalence",
+        "lrai_version": LRAI_VERSION,
+        "original": original.to_json(),
+        "optimized": optimized.to_json(),
+        "region": region,
+        "epsilon": settings.epsilon,
+        "result": outcome.verdict.as_str(),
+        "epsilon_met": outcome.epsilon_met,
+        "argument": outcome.argument,
+        "proof": proof,
+        "sampling": {
+            "backend": backend,
+            "random": stats(&outcome.sampled),
+            "attack": stats(&outcome.attacked),
+        },
+        "settings": {
+            "samples": settings.samples, "seed": settings.seed,
+            "timeout_s": settings.timeout.as_secs_f64(), "alpha_iters": settings.alpha_iters,
+            "pgd_restarts": settings.pgd_restarts, "pgd_steps": settings.pgd_steps,
+        },
+        "time_s": outcome.elapsed.as_secs_f64(),
+    });
+    if let Some(w) = &outcome.worst {
+        doc["worst"] = json!({"x": w.x, "y_original": w.y_orig, "y_optimized": w.y_opt,
+                              "output": w.output, "difference": w.diff, "found_by": w.found_by});
+    }
+    if let EquivVerdict::Unknown { reason } = &outcome.verdict {
+        doc["reason"] = json!(reason);
     }
     doc
 }

@@ -1,0 +1,450 @@
+//! The difference network and the proven bound on it.
+//!
+//! [`difference_network`] puts both models in one DAG that reads one shared input and
+//! outputs `y_opt − y_orig`. Bounding that output with CROWN back-substitution keeps the
+//! correlation between the two branches (both see the same `x`), which two independent
+//! interval bounds subtracted from each other lose: for two nearly equal networks the
+//! input terms cancel in `Λ` and only the relaxation gaps and the quantizers' rounding
+//! remain.
+//!
+//! [`prove_bound`] bounds `|diff|` on every box of the region (α-CROWN on rows `±e_j`),
+//! then bisects the worst box along the input with the largest `|coefficient| × width`
+//! until the bound meets ε, stops improving on what sampling found, or time runs out.
+//! The bound reported is the largest over the current leaves, so it is sound whenever
+//! the search stops.
+
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::bounds::{
+    SpecOpts, Splits, crown_intermediate_within, init_alpha, relaxations, spec_bound,
+};
+use crate::matrix::{Dense, Mat};
+use crate::network::{Network, Node};
+use crate::search::Spec;
+use crate::{Result, VerifyError};
+
+use super::InputBox;
+
+/// Negates a linear map.
+fn neg(m: &Mat) -> Mat {
+    match m {
+        Mat::Diag(d) => Mat::Diag(d.iter().map(|v| -v).collect()),
+        Mat::Dense(d) => Mat::Dense(Dense {
+            rows: d.rows,
+            cols: d.cols,
+            data: d.data.iter().map(|v| -v).collect(),
+        }),
+    }
+}
+
+/// Adds `m` to the term on `node`, or appends it.
+fn merge_term(terms: &mut Vec<(usize, Mat)>, node: usize, m: Mat) {
+    if let Some((_, existing)) = terms.iter_mut().find(|(n, _)| *n == node) {
+        let mut d = existing.to_dense();
+        let o = m.to_dense();
+        d.data.iter_mut().zip(&o.data).for_each(|(x, y)| *x += y);
+        *existing = Mat::Dense(d);
+    } else {
+        terms.push((node, m));
+    }
+}
+
+/// Copies `net`'s nodes after node 0 into `nodes`, mapping its input to node 0.
+/// Returns the map from `net`'s node indices to the new ones.
+fn append(nodes: &mut Vec<Node>, dims: &mut Vec<usize>, net: &Network) -> Vec<usize> {
+    let mut map = vec![0usize; net.nodes.len()];
+    for (k, node) in net.nodes.iter().enumerate().skip(1) {
+        let remap = |terms: &[(usize, Mat)]| -> Vec<(usize, Mat)> {
+            terms.iter().map(|(j, m)| (map[*j], m.clone())).collect()
+        };
+        let new = match node {
+            // Node 0 is the only input of a network read by `Network::from_onnx`.
+            Node::Input { dim } => Node::Input { dim: *dim },
+            Node::Act { input, act } => Node::Act {
+                input: map[*input],
+                act: act.clone(),
+            },
+            Node::Linear {
+                terms,
+                bias,
+                abs_terms,
+                abs_bias,
+                acc_len,
+            } => Node::Linear {
+                terms: remap(terms),
+                bias: bias.clone(),
+                abs_terms: remap(abs_terms),
+                abs_bias: abs_bias.clone(),
+                acc_len: *acc_len,
+            },
+        };
+        map[k] = nodes.len();
+        nodes.push(new);
+        dims.push(net.dims[k]);
+    }
+    map
+}
+
+/// One network computing `opt(x) − orig(x)` from one shared input.
+///
+/// The output node fuses both output layers: its terms are `opt`'s and the negated
+/// `orig`'s, its bias the difference of biases. Its float-error terms are the sum of
+/// both (`|W_opt|·|h_opt| + |b_opt| + |W_orig|·|h_orig| + |b_orig|`, with the longer
+/// accumulation length), so the rounding charged there covers each model's own output
+/// rounding; the subtraction itself is ours, exact up to f64.
+///
+/// # Errors
+/// [`VerifyError::Model`] when the input or output sizes differ.
+pub fn difference_network(orig: &Network, opt: &Network) -> Result<Network> {
+    let mismatch = |what: &str, a: usize, b: usize| VerifyError::Model {
+        model: opt.name.clone(),
+        reason: format!(
+            "its {what} has {b} elements, the original's ('{}') has {a}; \
+             an equivalence check needs models with the same input and output sizes",
+            orig.name
+        ),
+    };
+    if orig.input_dim() != opt.input_dim() {
+        return Err(mismatch("input", orig.input_dim(), opt.input_dim()));
+    }
+    if orig.output_dim() != opt.output_dim() {
+        return Err(mismatch("output", orig.output_dim(), opt.output_dim()));
+    }
+    let mut nodes = vec![Node::Input {
+        dim: orig.input_dim(),
+    }];
+    let mut dims = vec![orig.input_dim()];
+    let map_a = append(&mut nodes, &mut dims, orig);
+    let map_b = append(&mut nodes, &mut dims, opt);
+    let parts = |net: &Network, map: &[usize]| match &net.nodes[net.output] {
+        Node::Linear {
+            terms,
+            bias,
+            abs_terms,
+            abs_bias,
+            acc_len,
+        } => Some((
+            terms
+                .iter()
+                .map(|(j, m)| (map[*j], m.clone()))
+                .collect::<Vec<_>>(),
+            bias.clone(),
+            abs_terms
+                .iter()
+                .map(|(j, m)| (map[*j], m.clone()))
+                .collect::<Vec<_>>(),
+            abs_bias.clone(),
+            *acc_len,
+        )),
+        _ => None,
+    };
+    let not_linear = |net: &Network| VerifyError::Model {
+        model: net.name.clone(),
+        reason: "its output node is not affine (the network reader always makes it so)".into(),
+    };
+    let (ta, ba, aa, aba, la) = parts(orig, &map_a).ok_or_else(|| not_linear(orig))?;
+    let (tb, bb, ab, abb, lb) = parts(opt, &map_b).ok_or_else(|| not_linear(opt))?;
+    let mut terms = Vec::new();
+    for (j, m) in tb {
+        merge_term(&mut terms, j, m);
+    }
+    for (j, m) in ta {
+        merge_term(&mut terms, j, neg(&m));
+    }
+    let mut abs_terms = Vec::new();
+    for (j, m) in ab.into_iter().chain(aa) {
+        merge_term(&mut abs_terms, j, m);
+    }
+    let out_dim = orig.output_dim();
+    nodes.push(Node::Linear {
+        terms,
+        bias: bb.iter().zip(&ba).map(|(b, a)| b - a).collect(),
+        abs_terms,
+        abs_bias: abb.iter().zip(&aba).map(|(b, a)| b + a).collect(),
+        acc_len: la.max(lb),
+    });
+    dims.push(out_dim);
+    let output = nodes.len() - 1;
+    Ok(Network {
+        name: format!("{} − {}", opt.name, orig.name),
+        nodes,
+        dims,
+        output,
+        input_name: orig.input_name.clone(),
+        input_shape: orig.input_shape.clone(),
+        output_name: "difference".into(),
+    })
+}
+
+/// A proven bound on one box.
+#[derive(Debug, Clone)]
+pub struct BoxBound {
+    /// `max |diff_j|` over the box, per output, float errors and safety margin included.
+    pub per_output: Vec<f64>,
+    /// The largest of them.
+    pub max: f64,
+    /// Input dimension to split next (largest `|coefficient| × width` in the worst row).
+    pub split_dim: usize,
+}
+
+/// Bounds `|diff_j|` for every output over `bx` (α-CROWN with `alpha_iters` steps),
+/// intersected with `parent` (bounds of a box containing this one).
+pub fn bound_box(
+    diff: &Network,
+    bx: &InputBox,
+    alpha_iters: usize,
+    parent: Option<&BoxBound>,
+) -> BoxBound {
+    let m = diff.output_dim();
+    let nb = crown_intermediate_within(diff, &bx.lower, &bx.upper, None);
+    let rel = relaxations(diff, &nb);
+    // Rows e_j bound diff_j from below, rows −e_j from above.
+    let mut c = Dense::zeros(2 * m, m);
+    for j in 0..m {
+        c.data[j * m + j] = 1.0;
+        c.data[(m + j) * m + j] = -1.0;
+    }
+    let spec = Spec {
+        c: c.clone(),
+        d: vec![0.0; 2 * m],
+        clauses: Vec::new(),
+        margin: Vec::new(),
+    };
+    let margin = spec.margins_for(diff, &nb);
+    let alpha = init_alpha(diff, &rel, 2 * m);
+    let sb = spec_bound(
+        diff,
+        &rel,
+        &nb.eps,
+        &c,
+        &spec.d,
+        &bx.lower,
+        &bx.upper,
+        alpha,
+        &Splits::default(),
+        Dense::zeros(2 * m, 0),
+        &SpecOpts {
+            iters: alpha_iters,
+            lr_alpha: 0.1,
+            lr_beta: 0.05,
+        },
+    );
+    let out = diff.output;
+    let per_output: Vec<f64> = (0..m)
+        .map(|j| {
+            let lo = (sb.lb[j] - margin[j]).max(nb.lower[out][j]);
+            let hi = (-sb.lb[m + j] + margin[m + j]).min(nb.upper[out][j]);
+            // NaN (from a degenerate model) must never read as a small bound.
+            let v = hi.max(-lo);
+            let v = if v.is_nan() { f64::INFINITY } else { v };
+            parent.map_or(v, |p| v.min(p.per_output[j]))
+        })
+        .collect();
+    let (worst, max) =
+        per_output
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |a, (j, v)| if v > a.1 { (j, v) } else { a },
+            );
+    // The row that gave the worst side of the worst output steers the split.
+    let lo_side = -(sb.lb[worst] - margin[worst]);
+    let row = if lo_side >= -sb.lb[m + worst] + margin[m + worst] {
+        worst
+    } else {
+        m + worst
+    };
+    let a = sb.back.a_in.row(row);
+    let split_dim = (0..bx.lower.len())
+        .max_by(|&i, &k| {
+            let si = a[i].abs() * (bx.upper[i] - bx.lower[i]);
+            let sk = a[k].abs() * (bx.upper[k] - bx.lower[k]);
+            si.total_cmp(&sk)
+        })
+        .unwrap_or(0);
+    BoxBound {
+        per_output,
+        max,
+        split_dim,
+    }
+}
+
+/// Settings of the proof search.
+#[derive(Debug, Clone)]
+pub struct ProofOpts {
+    /// Stop once the bound is at most this.
+    pub target: f64,
+    /// Stop once the bound is within this factor of the largest difference observed
+    /// (it cannot go below the true maximum).
+    pub observed: f64,
+    /// When to stop.
+    pub deadline: Instant,
+    /// α-CROWN steps per box.
+    pub alpha_iters: usize,
+    /// Leaves bisected per round (bounded in parallel).
+    pub batch: usize,
+}
+
+/// The result of [`prove_bound`].
+#[derive(Debug, Clone)]
+pub struct ProvenBound {
+    /// `max |diff|` over the whole region, proven.
+    pub max: f64,
+    /// Per output.
+    pub per_output: Vec<f64>,
+    /// The bound before any splitting (CROWN/α-CROWN per box of the region).
+    pub root_max: f64,
+    /// Boxes bounded in all.
+    pub domains: u64,
+    /// Deepest bisection.
+    pub max_depth: usize,
+    /// Why the search stopped: `target`, `observed`, `timeout` or `exhausted`.
+    pub stop: &'static str,
+}
+
+struct Leaf {
+    bound: BoxBound,
+    bx: InputBox,
+    depth: usize,
+}
+
+impl PartialEq for Leaf {
+    fn eq(&self, other: &Self) -> bool {
+        self.bound.max.total_cmp(&other.bound.max).is_eq()
+    }
+}
+impl Eq for Leaf {}
+impl PartialOrd for Leaf {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Leaf {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bound.max.total_cmp(&other.bound.max)
+    }
+}
+
+/// A box narrower than this (relative to its root) in the split dimension is not split
+/// again: f64 bisection would stop making progress.
+const MIN_REL_WIDTH: f64 = 1e-9;
+
+fn bisect(bx: &InputBox, dim: usize) -> Option<(InputBox, InputBox)> {
+    let (l, u) = (bx.lower[dim], bx.upper[dim]);
+    let mid = 0.5 * (l + u);
+    // False for NaN too.
+    let wide = u - l > MIN_REL_WIDTH * (1.0 + l.abs().max(u.abs()));
+    if !wide || mid <= l || mid >= u {
+        return None;
+    }
+    let mut a = bx.clone();
+    let mut b = bx.clone();
+    a.upper[dim] = mid;
+    b.lower[dim] = mid;
+    Some((a, b))
+}
+
+/// Proves a bound on `max |diff|` over the union of `boxes`; `progress` is called about
+/// once a second with (current bound, domains).
+pub fn prove_bound(
+    diff: &Network,
+    boxes: &[InputBox],
+    opts: &ProofOpts,
+    progress: &(dyn Fn(f64, u64) + Sync),
+) -> ProvenBound {
+    let m = diff.output_dim();
+    let roots: Vec<Leaf> = boxes
+        .par_iter()
+        .map(|bx| Leaf {
+            bound: bound_box(diff, bx, opts.alpha_iters, None),
+            bx: bx.clone(),
+            depth: 0,
+        })
+        .collect();
+    let mut domains = roots.len() as u64;
+    let mut heap: BinaryHeap<Leaf> = roots.into_iter().collect();
+    let root_max = heap.peek().map_or(0.0, |l| l.bound.max);
+    let mut finished: Vec<Leaf> = Vec::new();
+    let mut max_depth = 0;
+    let mut last_report = Instant::now();
+    let stop = loop {
+        let current = heap.peek().map_or(f64::NEG_INFINITY, |l| l.bound.max).max(
+            finished
+                .iter()
+                .map(|l| l.bound.max)
+                .fold(f64::NEG_INFINITY, f64::max),
+        );
+        if current <= opts.target {
+            break "target";
+        }
+        if current <= opts.observed {
+            break "observed";
+        }
+        if Instant::now() >= opts.deadline {
+            break "timeout";
+        }
+        if heap.is_empty() {
+            break "exhausted";
+        }
+        if last_report.elapsed().as_secs_f64() >= 1.0 {
+            progress(current, domains);
+            last_report = Instant::now();
+        }
+        let mut work = Vec::with_capacity(opts.batch);
+        while work.len() < opts.batch.max(1) {
+            let Some(leaf) = heap.pop() else { break };
+            // Only leaves above the bound's floor are worth splitting.
+            if leaf.bound.max <= opts.target.max(opts.observed) {
+                heap.push(leaf);
+                break;
+            }
+            work.push(leaf);
+        }
+        let children: Vec<(Leaf, Option<[Leaf; 2]>)> = work
+            .into_par_iter()
+            .map(|leaf| match bisect(&leaf.bx, leaf.bound.split_dim) {
+                Some((a, b)) => {
+                    let child = |bx: InputBox| Leaf {
+                        bound: bound_box(diff, &bx, opts.alpha_iters, Some(&leaf.bound)),
+                        bx,
+                        depth: leaf.depth + 1,
+                    };
+                    let pair = [child(a), child(b)];
+                    (leaf, Some(pair))
+                }
+                None => (leaf, None),
+            })
+            .collect();
+        for (leaf, kids) in children {
+            match kids {
+                Some(pair) => {
+                    domains += 2;
+                    for kid in pair {
+                        max_depth = max_depth.max(kid.depth);
+                        heap.push(kid);
+                    }
+                }
+                None => finished.push(leaf),
+            }
+        }
+    };
+    let mut per_output = vec![0.0f64; m];
+    for leaf in heap.iter().chain(&finished) {
+        for (p, v) in per_output.iter_mut().zip(&leaf.bound.per_output) {
+            *p = p.max(*v);
+        }
+    }
+    ProvenBound {
+        max: per_output.iter().copied().fold(0.0, f64::max),
+        per_output,
+        root_max,
+        domains,
+        max_depth,
+        stop,
+    }
+}

@@ -1,0 +1,212 @@
+//! Bounds on hand-built networks whose largest difference is known exactly.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::matrix::{Dense, Mat};
+use crate::network::{Activation, Node};
+
+fn dense(rows: usize, cols: usize, data: &[f64]) -> Mat {
+    Mat::Dense(Dense {
+        rows,
+        cols,
+        data: data.to_vec(),
+    })
+}
+
+/// `y = W2 · relu(W1 · x + b1) + b2`, built as `Network::from_onnx` would.
+fn mlp(w1: &[f64], b1: &[f64], w2: &[f64], b2: &[f64]) -> Network {
+    let (h, o) = (b1.len(), b2.len());
+    let n = w1.len() / h;
+    let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+    Network {
+        name: "mlp".into(),
+        nodes: vec![
+            Node::Input { dim: n },
+            Node::Linear {
+                terms: vec![(0, dense(h, n, w1))],
+                bias: b1.to_vec(),
+                abs_terms: vec![(0, dense(h, n, &abs(w1)))],
+                abs_bias: abs(b1),
+                acc_len: n,
+            },
+            Node::Act {
+                input: 1,
+                act: Activation::Relu,
+            },
+            Node::Linear {
+                terms: vec![(2, dense(o, h, w2))],
+                bias: b2.to_vec(),
+                abs_terms: vec![(2, dense(o, h, &abs(w2)))],
+                abs_bias: abs(b2),
+                acc_len: h,
+            },
+        ],
+        dims: vec![n, h, h, o],
+        output: 3,
+        input_name: "x".into(),
+        input_shape: vec![1, n],
+        output_name: "y".into(),
+    }
+}
+
+const W1: [f64; 6] = [1.0, -1.0, 0.5, 2.0, -1.5, 0.25];
+const B1: [f64; 3] = [0.1, -0.2, 0.3];
+const W2: [f64; 6] = [1.0, -2.0, 0.5, 0.75, 1.25, -1.0];
+const B2: [f64; 2] = [0.0, 0.5];
+
+fn opts(target: f64, secs: f64) -> ProofOpts {
+    ProofOpts {
+        target,
+        observed: 0.0,
+        deadline: Instant::now() + Duration::from_secs_f64(secs),
+        alpha_iters: 10,
+        batch: 4,
+    }
+}
+
+fn unit_box(lo: f64, hi: f64) -> Vec<InputBox> {
+    Region::uniform(2, lo, hi).boxes
+}
+
+#[test]
+fn identical_models_differ_only_by_rounding_where_relus_are_stable() {
+    // On [1, 2]² every hidden pre-activation keeps one sign, so the branches cancel.
+    let w1 = [1.0, 0.5, 0.5, 2.0, -1.5, -0.25];
+    let a = mlp(&w1, &B1, &W2, &B2);
+    let diff = difference_network(&a, &a).unwrap();
+    let b = bound_box(&diff, &unit_box(1.0, 2.0)[0], 0, None);
+    assert!(b.max > 0.0, "rounding error must be charged, got {}", b.max);
+    // Outputs are about 5 here: 1e-4 is a few thousand f32 ulps of the sums involved.
+    assert!(b.max < 1e-4, "bound {} is more than rounding error", b.max);
+}
+
+#[test]
+fn bisection_tightens_the_bound_of_identical_models() {
+    // Unstable ReLUs: each branch is relaxed on its own, so the root bound is loose
+    // and only splitting the input brings it down.
+    let a = mlp(&W1, &B1, &W2, &B2);
+    let diff = difference_network(&a, &a).unwrap();
+    let p = prove_bound(&diff, &unit_box(-1.0, 1.0), &opts(0.25, 10.0), &|_, _| {});
+    assert!(
+        p.root_max > 1.0,
+        "root bound {} should be loose",
+        p.root_max
+    );
+    assert!(
+        p.max <= 0.25,
+        "bisection reached only {} ({})",
+        p.max,
+        p.stop
+    );
+    assert!(p.domains > 1);
+}
+
+/// One output weight moved by δ: `diff_0 = δ · relu(h_0)` with `h_0 = x0 − x1 + 0.1`,
+/// so over `[lo, hi]²` the maximum is `δ · max(0, hi − lo + 0.1)`.
+#[test]
+fn perturbed_weight_bound_is_sound_and_tight() {
+    let delta = 0.03;
+    let mut w2 = W2;
+    w2[0] += delta;
+    let a = mlp(&W1, &B1, &W2, &B2);
+    let b = mlp(&W1, &B1, &w2, &B2);
+    let diff = difference_network(&a, &b).unwrap();
+    for (lo, hi) in [(1.0, 2.0), (-1.0, 1.0), (0.0, 0.5)] {
+        let truth = delta * (hi - lo + 0.1f64).max(0.0);
+        let p = prove_bound(
+            &diff,
+            &unit_box(lo, hi),
+            &opts(truth * 1.01, 20.0),
+            &|_, _| {},
+        );
+        assert!(
+            p.max >= truth,
+            "[{lo}, {hi}]: bound {} below the true {truth}",
+            p.max
+        );
+        assert!(
+            p.max <= truth * 1.01 + 1e-6,
+            "[{lo}, {hi}]: bound {} not within 1% of {truth} ({})",
+            p.max,
+            p.stop
+        );
+        // Output 1 is unchanged: its bound is rounding (and relaxation) only.
+        assert!(p.per_output[1] <= p.max);
+    }
+}
+
+#[test]
+fn bound_contains_sampled_differences() {
+    let mut w1 = W1;
+    w1[3] -= 0.2;
+    let a = mlp(&W1, &B1, &W2, &B2);
+    let b = mlp(&w1, &B1, &W2, &[0.01, 0.5]);
+    let diff = difference_network(&a, &b).unwrap();
+    let bx = unit_box(-1.0, 1.0);
+    let root = bound_box(&diff, &bx[0], 10, None);
+    let region = Region { boxes: bx };
+    for x in sample_points(&region, 2000, 3) {
+        let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let (ya, yb) = (a.eval(&x), b.eval(&x));
+        for j in 0..2 {
+            assert!((yb[j] - ya[j]).abs() <= root.per_output[j], "x = {x:?}");
+        }
+    }
+}
+
+#[test]
+fn pgd_finds_the_worst_corner() {
+    let delta = 0.03;
+    let mut w2 = W2;
+    w2[0] += delta;
+    let diff = difference_network(&mlp(&W1, &B1, &W2, &B2), &mlp(&W1, &B1, &w2, &B2)).unwrap();
+    let region = Region::uniform(2, -1.0, 1.0);
+    let pts = pgd_points(&diff, &region, &EquivSettings::default());
+    let best = pts
+        .iter()
+        .map(|x| {
+            let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            diff.eval(&x)[0].abs()
+        })
+        .fold(0.0, f64::max);
+    // The maximum, δ·2.1 at x = (1, −1).
+    assert!(best >= delta * 2.1 * 0.999, "PGD reached only {best}");
+}
+
+#[test]
+fn mismatched_sizes_are_an_error_naming_both() {
+    let a = mlp(&W1, &B1, &W2, &B2);
+    let b = mlp(&W1, &B1, &W2[..3], &B2[..1]);
+    let e = difference_network(&a, &b).unwrap_err().to_string();
+    assert!(e.contains("output has 1 elements"), "{e}");
+}
+
+#[test]
+fn around_clips_and_rejects_empty_balls() {
+    let r = Region::around(&[vec![0.0, 1.0]], 0.1, Some((0.0, 1.0))).unwrap();
+    assert_eq!(r.boxes[0].lower, vec![0.0, 0.9]);
+    assert_eq!(r.boxes[0].upper, vec![0.1, 1.0]);
+    assert!(Region::around(&[vec![5.0]], 0.1, Some((0.0, 1.0))).is_err());
+}
+
+#[test]
+fn selects_the_array_shaped_like_the_input() {
+    use lrai_core::Tensor;
+    let flat = Tensor::from_slice(vec![2, 4], &[0f32; 8]).unwrap();
+    let img = Tensor::from_slice(vec![2, 1, 2, 2], &[1f32; 8]).unwrap();
+    let labels = Tensor::from_slice(vec![2], &[1i64, 2]).unwrap();
+    let arrays = vec![
+        ("x_img".to_string(), img),
+        ("x_flat".to_string(), flat),
+        ("y".to_string(), labels),
+    ];
+    let (name, rows) = select_points(&arrays, &[1, 4]).unwrap();
+    assert_eq!((name.as_str(), rows.len()), ("x_flat", 2));
+    let (name, _) = select_points(&arrays, &[1, 1, 2, 2]).unwrap();
+    assert_eq!(name, "x_img");
+    let e = select_points(&arrays, &[1, 3]).unwrap_err();
+    assert!(e.contains("no float array"), "{e}");
+    let e = select_points(&arrays[..2], &[4]).unwrap_err();
+    assert!(e.contains("several arrays"), "{e}");
+}
