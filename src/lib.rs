@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod config;
+mod quantize_at_load;
 
 use config::ServeConfig;
 
@@ -130,6 +131,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
             default_max_queue_size: config.max_queue_size,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            prepare: Some(Arc::new(quantize_at_load::QuantizeAtLoad)),
         },
     };
     let repo = Arc::new(Repository::open(repo_config, backends, metrics.clone())?);

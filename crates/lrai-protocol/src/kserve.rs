@@ -316,6 +316,10 @@ pub struct ModelStatistics {
     /// `lrai.slo_p95_ms` only; HTTP only, gRPC's message has no room for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lrai_adaptive: Option<serde_json::Value>,
+    /// LRAI: what quantize-at-load did (models with `lrai.quantize` only; HTTP only; gRPC
+    /// clients see the summary in the config's parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lrai_quantization: Option<serde_json::Value>,
 }
 
 impl From<ModelStatistics> for pb::ModelStatistics {

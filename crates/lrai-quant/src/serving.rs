@@ -223,7 +223,9 @@ pub fn prepare_for_serving(req: &ServeRequest<'_>) -> Result<Option<Prepared>> {
         timing: Vec::new(),
         options: req.options.clone(),
     };
-    let progress = |msg: &str| tracing::debug!(model = %req.model, "{msg}");
+    // Calibration and the budget search can take minutes: say what is happening.
+    tracing::info!(model = %req.model, file = %req.model_path.display(), mode, "quantizing at load (no matching cache)");
+    let progress = |msg: &str| tracing::info!(model = %req.model, "quantize: {msg}");
     let outcome = crate::quantize(req.model_path, &config, &engines, &progress)?;
     let summary = summary_of(&outcome.report);
     let Some(model) = outcome.model else {

@@ -39,6 +39,8 @@ pub struct ModelHandle {
     pub(crate) metrics: Arc<ModelMetrics>,
     /// Sequence-length buckets (`lrai.pad_buckets`), off by default.
     pub(crate) padding: Option<lrai_sched::Padding>,
+    /// What quantize-at-load did, when the config asked for it.
+    pub(crate) prepared: Option<crate::Prepared>,
 }
 
 impl ModelHandle {
@@ -55,6 +57,11 @@ impl ModelHandle {
     /// The effective configuration (config.pbtxt completed from the model).
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The quantize-at-load result this version serves, if any.
+    pub fn prepared(&self) -> Option<&crate::Prepared> {
+        self.prepared.as_ref()
     }
 
     /// Inputs as KServe metadata shows them.

@@ -21,6 +21,7 @@ use lrai_core::{DataType, Dim};
 pub mod config;
 mod handle;
 mod loader;
+mod prepare;
 mod repository;
 
 pub use handle::{ModelHandle, TensorMeta};
@@ -29,6 +30,7 @@ pub use loader::LoadSettings;
 pub use lrai_backend::BackendError;
 pub use lrai_exec::ExecError;
 pub use lrai_sched::SchedError;
+pub use prepare::{ModelPrep, PrepRequest, Prepared};
 pub use repository::{Backends, ControlMode, IndexEntry, RepoConfig, Repository, VersionState};
 
 use config::{Pos, TensorRole};
@@ -337,6 +339,16 @@ pub enum RepoError {
         /// Version.
         version: u64,
         /// Why.
+        reason: String,
+    },
+    /// The model could not be prepared for serving (quantize-at-load).
+    #[error("model '{model}' version {version}: {reason}")]
+    Prepare {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: u64,
+        /// Why, and what to change.
         reason: String,
     },
     /// Loading panicked (a bug in a backend).

@@ -24,6 +24,7 @@ use crate::config::{
     CompleteOptions, ConfigWarning, ModelConfig, TimeoutAction, VersionPolicy, WarmupData, complete,
 };
 use crate::handle::{ModelHandle, TensorMeta, meta_shape};
+use crate::prepare::{ModelPrep, PrepRequest, Prepared};
 use crate::{Backends, RepoError, Result};
 
 /// Settings that apply to every model the repository loads.
@@ -39,6 +40,8 @@ pub struct LoadSettings {
     pub min_backoff: Duration,
     /// Longest instance restart delay.
     pub max_backoff: Duration,
+    /// Runs before sessions are built and may swap the model file (quantize-at-load).
+    pub prepare: Option<Arc<dyn ModelPrep>>,
 }
 
 impl Default for LoadSettings {
@@ -49,6 +52,7 @@ impl Default for LoadSettings {
             default_max_queue_size: lrai_sched::DEFAULT_MAX_QUEUE_SIZE,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            prepare: None,
         }
     }
 }
@@ -148,6 +152,7 @@ struct Built {
     sessions: Vec<Arc<dyn Session>>,
     factory: SessionFactory,
     backend: Arc<dyn Backend>,
+    prepared: Option<Prepared>,
 }
 
 /// Loads one version: blocking part on a blocking thread, then the pool and scheduler.
@@ -220,6 +225,7 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
         scheduler,
         metrics: mm,
         padding,
+        prepared: built.prepared,
     }))
 }
 
@@ -242,13 +248,6 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
             format!("model file '{}' is missing", path.display()),
         ));
     }
-    let source = ModelSource::from_path(&path)
-        .map_err(|source| RepoError::Backend {
-            model: name.clone(),
-            version: job.version,
-            source,
-        })?
-        .with_name(name);
     let wanted = job
         .config
         .as_ref()
@@ -273,6 +272,17 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
         .unwrap_or(job.settings.default_max_batch_size);
     let warmed = usize::try_from(max_batch.min(64)).unwrap_or(64) + 12;
     options.max_cached_plans = options.max_cached_plans.max(warmed);
+    let prepared = prepare(job, &path, &backend, &options)?;
+    let served = prepared
+        .as_ref()
+        .map_or(path.as_path(), |p| p.path.as_path());
+    let source = ModelSource::from_path(served)
+        .map_err(|source| RepoError::Backend {
+            model: name.clone(),
+            version: job.version,
+            source,
+        })?
+        .with_name(name);
     let load = |b: &Arc<dyn Backend>| {
         b.load(&source, &options)
             .map_err(|source| RepoError::Backend {
@@ -282,7 +292,7 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
             })
     };
     let first = load(&backend)?;
-    let (config, warnings) = complete(
+    let (mut config, warnings) = complete(
         job.config.clone(),
         name,
         first.inputs(),
@@ -292,6 +302,13 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
         },
     )?;
     log_warnings(name, &path, &warnings);
+    if let Some(p) = &prepared {
+        // Shown by `GET /v2/models/{m}/config` and gRPC ModelConfig alike.
+        config.parameters.insert(
+            crate::config::QUANTIZATION_SUMMARY.to_string(),
+            p.summary.clone(),
+        );
+    }
     let count: u32 = config
         .instance_group
         .iter()
@@ -322,7 +339,48 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
         sessions,
         factory,
         backend,
+        prepared,
     })
+}
+
+/// Runs the configured [`ModelPrep`] (quantize-at-load) and logs what it did.
+fn prepare(
+    job: &VersionJob,
+    path: &Path,
+    backend: &Arc<dyn Backend>,
+    options: &SessionOptions,
+) -> Result<Option<Prepared>> {
+    let (Some(prep), Some(config)) = (&job.settings.prepare, &job.config) else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let model_dir = job.root.join(&job.name);
+    let req = PrepRequest {
+        model: &job.name,
+        version: job.version,
+        model_path: path,
+        model_dir: &model_dir,
+        parameters: &config.parameters,
+        backend,
+        options,
+    };
+    let prepared = prep.prepare(&req).map_err(|reason| RepoError::Prepare {
+        model: job.name.clone(),
+        version: job.version,
+        reason,
+    })?;
+    if let Some(p) = &prepared {
+        tracing::info!(
+            model = %job.name,
+            version = job.version,
+            file = %p.path.display(),
+            cache = if p.reused { "reused" } else { "created" },
+            took_ms = started.elapsed().as_millis(),
+            "{}",
+            p.summary
+        );
+    }
+    Ok(prepared)
 }
 
 /// Batch sizes to warm: every size the batcher may form up to 64, then powers of two,

@@ -234,6 +234,7 @@ pub(crate) fn statistics(
             .map(|h| {
                 let mut s = stats_of(h.metrics().snapshot());
                 s.lrai_adaptive = h.metrics().adaptive_status().map(|a| adaptive_json(&a));
+                s.lrai_quantization = h.prepared().map(lrai_repo::Prepared::to_json);
                 s
             })
             .collect(),
@@ -245,7 +246,12 @@ pub(crate) fn config_json(
     name: &str,
     version: &str,
 ) -> Result<serde_json::Value> {
-    Ok(handle(state, name, version)?.config().to_triton_json())
+    let h = handle(state, name, version)?;
+    let mut json = h.config().to_triton_json();
+    if let (Some(p), Some(obj)) = (h.prepared(), json.as_object_mut()) {
+        obj.insert("lrai_quantization".into(), p.to_json());
+    }
+    Ok(json)
 }
 
 pub(crate) fn index(state: &ServerState, ready_only: bool) -> Vec<RepositoryIndexEntry> {

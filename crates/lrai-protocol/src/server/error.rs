@@ -185,6 +185,7 @@ fn repo_class(e: &RepoError) -> Class {
         | RepoError::ModelFiles { .. }
         | RepoError::BackendUnavailable { .. }
         | RepoError::Warmup { .. }
+        | RepoError::Prepare { .. }
         | RepoError::InputUnknown { .. }
         | RepoError::InputMissing { .. }
         | RepoError::InputDataType { .. }

@@ -33,4 +33,6 @@ pub use model::{
     datatype_from_config_number, datatype_to_config, format_config_dims,
 };
 pub use text::Pos;
-pub use warning::{ConfigWarning, LRAI_PARAMETERS, LraiParameter, lrai_parameter};
+pub use warning::{
+    ConfigWarning, LRAI_PARAMETERS, LraiParameter, QUANTIZATION_SUMMARY, lrai_parameter,
+};

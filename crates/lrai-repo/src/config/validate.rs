@@ -342,6 +342,17 @@ impl ModelConfig {
                 ));
             }
         }
+        if let Some(v) = self.parameters.get("lrai.quantize_max_drop")
+            && v.trim()
+                .parse::<f64>()
+                .map_or(true, |x| !x.is_finite() || !(0.0..=1.0).contains(&x))
+        {
+            return Err(self.invalid(
+                "parameters[lrai.quantize_max_drop]",
+                v,
+                "must be a number from 0 to 1, such as 0.01",
+            ));
+        }
         if let Some(v) = self.parameters.get("lrai.pad_buckets") {
             let axis = self
                 .parameters

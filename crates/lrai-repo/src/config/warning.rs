@@ -55,7 +55,46 @@ pub const LRAI_PARAMETERS: &[LraiParameter] = &[
         values: &["adaptive", "static"],
         help: "static keeps the configured dynamic_batching settings even when lrai.slo_p95_ms is set",
     },
+    LraiParameter {
+        key: "lrai.quantize",
+        values: &["static", "dynamic", "fp16"],
+        help: "quantize the model at load (cached next to the model file as <stem>.lrai-<mode>.onnx and reused while the model, data and parameters are unchanged)",
+    },
+    LraiParameter {
+        key: "lrai.quantize_calibration",
+        values: &[],
+        help: "calibration samples (.npz or a directory of .npy), relative to the model's directory; required by static mode",
+    },
+    LraiParameter {
+        key: "lrai.quantize_eval",
+        values: &[],
+        help: "evaluation samples (.npz with optional labels and group), relative to the model's directory; with them the accuracy budget is enforced and the most sensitive layers stay float",
+    },
+    LraiParameter {
+        key: "lrai.quantize_max_drop",
+        // A number; checked in validation.
+        values: &[],
+        help: "accuracy budget: largest allowed drop of the metric, overall and per group (default 0.01); a model that misses it does not load",
+    },
+    LraiParameter {
+        key: "lrai.quantize_method",
+        values: &["minmax", "percentile", "entropy"],
+        help: "how activation ranges are calibrated (default minmax)",
+    },
+    LraiParameter {
+        key: "lrai.quantize_metric",
+        values: &["auto", "top1", "agreement", "cosine"],
+        help: "what the budget is measured in (default auto: top1 with labels, else agreement)",
+    },
+    LraiParameter {
+        key: QUANTIZATION_SUMMARY,
+        values: &[],
+        help: "set by the server in the effective config: what quantize-at-load did; ignored when given",
+    },
 ];
+
+/// The effective-config parameter that carries the quantize-at-load summary.
+pub const QUANTIZATION_SUMMARY: &str = "lrai.quantization_summary";
 
 /// The known `lrai.*` parameter with this key.
 pub fn lrai_parameter(key: &str) -> Option<&'static LraiParameter> {
