@@ -73,8 +73,7 @@ pub fn relax(act: &Activation, i: usize, l: f64, u: f64) -> Relax {
             qmax,
         } => {
             let (s, z) = (scale[i], zero_point[i]);
-            let ql = act.eval(i, l);
-            let qu = act.eval(i, u);
+            let (ql, qu) = act.eval_range(i, l, u);
             if ql == qu {
                 return fixed(0.0, ql, 0.0, qu);
             }
@@ -188,18 +187,12 @@ fn ibp_node(
                 c.iter().zip(&r).map(|(c, r)| c + r).collect(),
             )
         }
-        Node::Act { input, act } => (
-            b.lower[*input]
-                .iter()
-                .enumerate()
-                .map(|(i, &z)| act.eval(i, z))
-                .collect(),
-            b.upper[*input]
-                .iter()
-                .enumerate()
-                .map(|(i, &z)| act.eval(i, z))
-                .collect(),
-        ),
+        Node::Act { input, act } => b.lower[*input]
+            .iter()
+            .zip(&b.upper[*input])
+            .enumerate()
+            .map(|(i, (&l, &u))| act.eval_range(i, l, u))
+            .unzip(),
     }
 }
 

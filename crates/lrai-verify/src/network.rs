@@ -56,6 +56,34 @@ impl Activation {
         }
     }
 
+    /// Bounds on the backend's f32 result for pre-activations in `[l, u]` (monotone
+    /// activations: the values at the ends). A quantizer rounds `fl(x / scale)`, whose
+    /// relative error (at most about 2u, also for a multiplication by a rounded
+    /// reciprocal) can carry a value across a rounding boundary, and backends differ on
+    /// ties; so the ends are widened by that error and rounded the lowest and highest
+    /// way any round-to-nearest rule can (`ceil(v − ½)`, `floor(v + ½)`).
+    pub fn eval_range(&self, i: usize, l: f64, u: f64) -> (f64, f64) {
+        match self {
+            Activation::Quantize {
+                scale,
+                zero_point,
+                qmin,
+                qmax,
+            } => {
+                const WIDEN: f64 = 2.5 * 5.960_464_477_539_063e-8;
+                let lo = l / scale[i];
+                let hi = u / scale[i];
+                let lo = lo - WIDEN * lo.abs();
+                let hi = hi + WIDEN * hi.abs();
+                (
+                    ((lo - 0.5).ceil() + zero_point[i]).clamp(*qmin, *qmax),
+                    ((hi + 0.5).floor() + zero_point[i]).clamp(*qmin, *qmax),
+                )
+            }
+            _ => (self.eval(i, l), self.eval(i, u)),
+        }
+    }
+
     /// Derivative used by gradient-based search (a subgradient at kinks; quantizers use
     /// the straight-through estimate `1/scale`).
     pub fn derivative(&self, i: usize, x: f64) -> f64 {
