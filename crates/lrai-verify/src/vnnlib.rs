@@ -161,7 +161,10 @@ pub fn parse(name: &str, text: &str) -> Result<Property> {
         if bx.is_empty() {
             continue;
         }
-        pairs.push((bx, clause));
+        // `(or A A)` repeats a disjunct; it must not count as a second pairing.
+        if !pairs.contains(&(bx.clone(), clause.clone())) {
+            pairs.push((bx, clause));
+        }
     }
     if let Some((bx, _)) = pairs
         .iter()

@@ -1,0 +1,366 @@
+//! Hand-built networks whose output ranges are known exactly: bounds contain the true
+//! range and are tight where they must be, properties that hold are proven by every
+//! search, violated ones come back with a counterexample the backend confirms, and a
+//! threshold at or one ulp from the true maximum is never proven when f32 violates it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Model, assert_counterexample, layer, mlp, mlp_with, settings, vnnlib_box};
+use lrai_verify::bounds;
+use lrai_verify::matrix::Dense;
+use lrai_verify::vnnlib;
+use lrai_verify::{Method, Network, Verdict, VerifyError};
+
+const SEARCHES: [Method; 3] = [Method::Auto, Method::InputSplit, Method::ReluSplit];
+
+/// `h = relu([x0 + x1, x0 − x1])`, `y0 = h0 + h1`, `y1 = h0 − h1` on `[-1, 1]²`:
+/// `y0 ∈ [0, 2]` (2 on the whole edge `x0 = 1`, 0 where `x0 <= -|x1|`),
+/// `y1 ∈ [-2, 2]` (2 at `(1, 1)`, −2 at `(1, −1)`).
+fn abs_net(dir: &std::path::Path) -> Model {
+    Model::from_proto(
+        &mlp(&[
+            layer(&[&[1.0, 1.0], &[1.0, -1.0]], &[0.0, 0.0]),
+            layer(&[&[1.0, 1.0], &[1.0, -1.0]], &[0.0, 0.0]),
+        ]),
+        dir,
+    )
+}
+
+fn square(asserts: &str) -> String {
+    vnnlib_box(&[-1.0, -1.0], &[1.0, 1.0], 2, asserts)
+}
+
+#[test]
+fn affine_bounds_are_exact_up_to_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    // y0 = 2·x0 − 3·x1 + 1, y1 = −x0 + 0.5 on x ∈ [−1, 2] × [0, 1].
+    let m = Model::from_proto(
+        &mlp(&[layer(&[&[2.0, -3.0], &[-1.0, 0.0]], &[1.0, 0.5])]),
+        dir.path(),
+    );
+    let (lo, hi) = ([-1.0, 0.0], [2.0, 1.0]);
+    let exact_lo = [-2.0 - 3.0 + 1.0, -2.0 + 0.5];
+    let exact_hi = [2.0 * 2.0 + 1.0, 1.0 + 0.5];
+    for b in [
+        bounds::ibp(&m.net, &lo, &hi),
+        bounds::crown_intermediate(&m.net, &lo, &hi),
+    ] {
+        let (l, u) = (&b.lower[m.net.output], &b.upper[m.net.output]);
+        for j in 0..2 {
+            assert!(l[j] <= exact_lo[j] && u[j] >= exact_hi[j], "{l:?} {u:?}");
+            // Only the f32 rounding allowance separates them (a few ulps of 5).
+            assert!(exact_lo[j] - l[j] < 1e-5 && u[j] - exact_hi[j] < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn relu_bounds_contain_the_true_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    let b = bounds::crown_intermediate(&m.net, &[-1.0, -1.0], &[1.0, 1.0]);
+    let (l, u) = (&b.lower[m.net.output], &b.upper[m.net.output]);
+    assert!(l[0] <= 0.0 && u[0] >= 2.0, "y0: [{}, {}]", l[0], u[0]);
+    assert!(l[1] <= -2.0 && u[1] >= 2.0, "y1: [{}, {}]", l[1], u[1]);
+    // With every ReLU stable (x0 ≥ |x1| + margin) the network is affine (y0 = 2·x0), so
+    // back-substitution from the output is exact: y0 ∈ [1, 2] (IBP alone says [0.5, 2.5]).
+    let (lo, hi) = ([0.5, -0.25], [1.0, 0.25]);
+    let b = bounds::crown_intermediate(&m.net, &lo, &hi);
+    let rel = bounds::relaxations(&m.net, &b);
+    let mut c = Dense::zeros(2, 2);
+    c.row_mut(0)[0] = 1.0; // min y0
+    c.row_mut(1)[0] = -1.0; // min −y0 = −max y0
+    let back = bounds::backward(
+        &m.net,
+        &rel,
+        &b.eps,
+        m.net.output,
+        c,
+        bounds::BackOpts {
+            alpha: None,
+            splits: None,
+            keep: false,
+        },
+    );
+    let (lb, _) = bounds::minimise(&back, &lo, &hi, false);
+    assert!(lb[0] <= 1.0 && -lb[1] >= 2.0, "{lb:?}");
+    assert!(
+        (lb[0] - 1.0).abs() < 1e-5 && (-lb[1] - 2.0).abs() < 1e-5,
+        "{lb:?}"
+    );
+}
+
+#[test]
+fn holds_is_proven_by_every_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    for asserts in [
+        "(assert (>= Y_0 2.001))",
+        "(assert (<= Y_0 -0.001))",
+        "(assert (or (and (>= Y_1 2.01)) (and (<= Y_1 -2.01))))",
+        "(assert (>= Y_0 1.5))\n(assert (<= Y_1 -2.1))",
+        // y0 − y1 = 2·h1 ≥ 0 and y0 + y1 = 2·h0 ≥ 0 everywhere.
+        "(assert (or (and (<= (- Y_0 Y_1) -0.1) (>= Y_0 0.1)) (and (<= (+ Y_0 Y_1) -0.1))))",
+    ] {
+        for method in SEARCHES {
+            let o = m.verify_text(&square(asserts), method);
+            assert_eq!(o.verdict, Verdict::Holds, "{method:?} {asserts}: {o:?}");
+            assert!(o.min_slack.is_some_and(|s| s > 0.0), "{o:?}");
+        }
+    }
+}
+
+#[test]
+fn violated_comes_with_a_confirmed_counterexample() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    for asserts in [
+        "(assert (>= Y_0 2.0))",
+        "(assert (<= Y_0 0.0))",
+        "(assert (or (and (>= Y_1 2.5)) (and (<= Y_1 -1.9))))",
+        "(assert (>= Y_0 1.9))\n(assert (>= Y_1 1.9))",
+        "(assert (>= Y_0 1.99))\n(assert (<= Y_1 -1.99))",
+    ] {
+        let text = square(asserts);
+        let prop = vnnlib::parse("p", &text).unwrap();
+        for method in SEARCHES {
+            let o = m.verify(&prop, &settings(method, 20.0));
+            assert_counterexample(&m, &prop, &o);
+        }
+    }
+}
+
+#[test]
+fn counterexamples_found_by_search_not_only_by_attack() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    // No attack: the branch and bound itself must find and confirm the point.
+    let text = square("(assert (>= Y_1 1.98))");
+    let prop = vnnlib::parse("p", &text).unwrap();
+    for method in [Method::InputSplit, Method::ReluSplit] {
+        let mut s = settings(method, 20.0);
+        s.attack.samples = 0;
+        s.attack.restarts = 0;
+        let o = m.verify(&prop, &s);
+        assert_counterexample(&m, &prop, &o);
+        assert_ne!(o.method, "attack");
+    }
+}
+
+#[test]
+fn union_of_input_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    let head = "(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)\n";
+    // x0 ≤ −0.5 with |x1| ≤ 0.25 forces y0 = 0; x0 ≥ 0.5 lets y0 reach 2.
+    let left = "(and (>= X_0 -1) (<= X_0 -0.5) (>= X_1 -0.25) (<= X_1 0.25))";
+    let right = "(and (>= X_0 0.5) (<= X_0 1) (>= X_1 -0.25) (<= X_1 0.25))";
+    // A repeated disjunct is the same region.
+    let holds = format!("{head}(assert (or {left} {left}))\n(assert (>= Y_0 0.01))");
+    let violated = format!("{head}(assert (or {left} {right}))\n(assert (>= Y_0 0.01))");
+    assert_eq!(vnnlib::parse("p", &violated).unwrap().boxes.len(), 2);
+    for method in SEARCHES {
+        let o = m.verify_text(&holds, method);
+        assert_eq!(o.verdict, Verdict::Holds, "{method:?}: {o:?}");
+        let prop = vnnlib::parse("p", &violated).unwrap();
+        let o = m.verify(&prop, &settings(method, 20.0));
+        assert_counterexample(&m, &prop, &o);
+        let Verdict::Violated { x, .. } = o.verdict else {
+            unreachable!()
+        };
+        assert!(
+            x[0] >= 0.5,
+            "the counterexample must come from the right box: {x:?}"
+        );
+    }
+}
+
+#[test]
+fn bounds_only_never_claims_more_than_it_proves() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    // Loose enough for CROWN on the whole box.
+    let o = m.verify_text(&square("(assert (>= Y_0 5))"), Method::BoundsOnly);
+    assert_eq!(o.verdict, Verdict::Holds, "{o:?}");
+    // True (max 2) but needs splitting: bounds alone must answer unknown.
+    let mut s = settings(Method::BoundsOnly, 20.0);
+    s.attack.samples = 0;
+    s.attack.restarts = 0;
+    let prop = vnnlib::parse("p", &square("(assert (>= Y_0 2.001))")).unwrap();
+    let o = m.verify(&prop, &s);
+    assert!(
+        matches!(o.verdict, Verdict::Unknown { .. } | Verdict::Holds),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn timeout_gives_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    let prop = vnnlib::parse("p", &square("(assert (>= Y_0 2.0000001))")).unwrap();
+    let mut s = settings(Method::InputSplit, 1e-9);
+    s.attack.samples = 0;
+    s.attack.restarts = 0;
+    let o = m.verify(&prop, &s);
+    match o.verdict {
+        Verdict::Unknown { reason } => assert!(reason.contains("timeout"), "{reason}"),
+        other => panic!("expected unknown, got {other:?}"),
+    }
+}
+
+/// `y = x` (one Gemm with weight 1, bias 0) on `x ∈ [0, 1]`: the f32 maximum is exactly 1.
+fn identity_net(dir: &std::path::Path) -> Model {
+    Model::from_proto(&mlp(&[layer(&[&[1.0]], &[0.0])]), dir)
+}
+
+#[test]
+fn threshold_at_the_exact_maximum_is_violated() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = identity_net(dir.path());
+    let one_ulp_below = f64::from(1.0f32.next_down());
+    for t in [1.0, one_ulp_below] {
+        let text = vnnlib_box(&[0.0], &[1.0], 1, &format!("(assert (>= Y_0 {t:?}))"));
+        let prop = vnnlib::parse("p", &text).unwrap();
+        for method in SEARCHES {
+            let o = m.verify(&prop, &settings(method, 10.0));
+            assert_counterexample(&m, &prop, &o);
+        }
+    }
+}
+
+#[test]
+fn threshold_one_ulp_above_the_maximum_is_not_violated() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = identity_net(dir.path());
+    let t = f64::from(1.0f32.next_up());
+    let text = vnnlib_box(&[0.0], &[1.0], 1, &format!("(assert (>= Y_0 {t:?}))"));
+    for method in SEARCHES {
+        let o = m.verify_text(&text, method);
+        // Holds in f32 (and in exact arithmetic); proving it is allowed, refuting is not.
+        assert!(
+            !matches!(o.verdict, Verdict::Violated { .. }),
+            "{method:?}: {o:?}"
+        );
+    }
+}
+
+/// The f32 network reaches the threshold only through rounding: `y = x + b` with
+/// `b = 0.6 ulp(1)`; at `x = 1` the exact sum `1 + 0.6 ulp` rounds up to `1 + 1 ulp` in
+/// f32. A threshold at `1 + 0.8 ulp` is above the exact (real-arithmetic) maximum, so a
+/// verifier that ignores f32 rounding would prove it; the backend violates it.
+#[test]
+fn rounding_up_past_the_threshold_is_never_proven() {
+    let dir = tempfile::tempdir().unwrap();
+    let ulp = f64::from(f32::EPSILON);
+    #[allow(clippy::cast_possible_truncation)]
+    let b = (0.6 * ulp) as f32;
+    let m = Model::from_proto(&mlp(&[layer(&[&[1.0]], &[b])]), dir.path());
+    let y = m.run(&[1.0])[0];
+    assert_eq!(y, 1.0 + ulp, "the backend rounds 1 + b up");
+    let exact_max = 1.0 + f64::from(b);
+    let t = 1.0 + 0.8 * ulp;
+    assert!(exact_max < t && t <= y);
+    let text = vnnlib_box(&[0.0], &[1.0], 1, &format!("(assert (>= Y_0 {t:?}))"));
+    let prop = vnnlib::parse("p", &text).unwrap();
+    for method in [
+        Method::Auto,
+        Method::InputSplit,
+        Method::ReluSplit,
+        Method::BoundsOnly,
+    ] {
+        let o = m.verify(&prop, &settings(method, 3.0));
+        match &o.verdict {
+            Verdict::Holds => panic!("{method:?}: proved a property the f32 network violates"),
+            Verdict::Violated { .. } => assert_counterexample(&m, &prop, &o),
+            Verdict::Unknown { .. } => {}
+        }
+    }
+}
+
+#[test]
+fn unsupported_operator_is_an_error_never_a_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    // Exp after the last layer: bound propagation has no relaxation for it.
+    let proto = mlp_with(&[layer(&[&[1.0]], &[0.0])], Some("Exp"));
+    match Network::from_onnx("exp", &proto) {
+        Err(VerifyError::UnsupportedOperator { op, .. }) => assert_eq!(op, "Exp"),
+        other => panic!("expected UnsupportedOperator, got {other:?}"),
+    }
+    let _ = dir;
+}
+
+#[test]
+fn property_that_does_not_fit_the_model_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    let text = vnnlib_box(&[0.0; 3], &[1.0; 3], 2, "(assert (>= Y_0 1))");
+    let prop = vnnlib::parse("p", &text).unwrap();
+    let err = lrai_verify::verify(
+        &m.net,
+        &prop,
+        "p",
+        m.session.as_ref(),
+        &settings(Method::Auto, 5.0),
+    )
+    .unwrap_err();
+    assert!(matches!(err, VerifyError::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("3 inputs"), "{err}");
+}
+
+#[test]
+fn deeper_network_agrees_with_sampling() {
+    // A 3-layer net with mixed-sign weights; thresholds come from a grid's maximum: just
+    // below it is violated, far enough above it (more than the Lipschitz constant times
+    // the grid spacing) holds.
+    let dir = tempfile::tempdir().unwrap();
+    let m = Model::from_proto(
+        &mlp(&[
+            layer(
+                &[&[0.7, -1.2], &[-0.4, 0.9], &[1.1, 0.3], &[-0.8, -0.6]],
+                &[0.1, -0.2, 0.05, 0.3],
+            ),
+            layer(
+                &[
+                    &[0.5, -0.7, 0.9, 0.2],
+                    &[-0.3, 0.8, -0.5, 0.6],
+                    &[0.9, 0.1, -0.4, -0.7],
+                ],
+                &[0.0, 0.1, -0.1],
+            ),
+            layer(&[&[1.0, -0.5, 0.8]], &[0.2]),
+        ]),
+        dir.path(),
+    );
+    let mut best = f64::NEG_INFINITY;
+    let n = 100;
+    for i in 0..=n {
+        for j in 0..=n {
+            let x = [
+                -1.0 + 2.0 * f64::from(i) / f64::from(n),
+                -1.0 + 2.0 * f64::from(j) / f64::from(n),
+            ];
+            best = best.max(m.run(&x)[0]);
+        }
+    }
+    let above = vnnlib_box(
+        &[-1.0, -1.0],
+        &[1.0, 1.0],
+        1,
+        &format!("(assert (>= Y_0 {:?}))", best + 0.5),
+    );
+    let at = vnnlib_box(
+        &[-1.0, -1.0],
+        &[1.0, 1.0],
+        1,
+        &format!("(assert (>= Y_0 {:?}))", best - 1e-3),
+    );
+    for method in SEARCHES {
+        let o = m.verify_text(&above, method);
+        assert_eq!(o.verdict, Verdict::Holds, "{method:?}: {o:?}");
+        let prop = vnnlib::parse("p", &at).unwrap();
+        let o = m.verify(&prop, &settings(method, 20.0));
+        assert_counterexample(&m, &prop, &o);
+    }
+}
