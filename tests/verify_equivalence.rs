@@ -97,7 +97,7 @@ fn static_int8_gets_a_proven_bound_and_a_certificate() {
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
     assert_eq!(first_word(&o), "holds", "{out}");
     assert!(out.contains("(proven) >= true max >="), "{out}");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&fs_err::read(&cert).unwrap()).unwrap();
     assert_eq!(doc["kind"], "lrai-equivalence");
     assert_eq!(doc["result"], "holds");
     assert_eq!(doc["argument"], "proof");
@@ -142,7 +142,7 @@ fn a_tight_epsilon_is_violated_with_the_point() {
     assert_eq!(o.status.code(), Some(10), "{out}\n{}", text(&o.stderr));
     assert_eq!(first_word(&o), "violated", "{out}");
     assert!(out.contains("\nx = ["), "{out}");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&fs_err::read(&cert).unwrap()).unwrap();
     assert_eq!(doc["result"], "violated");
     assert_eq!(doc["epsilon_met"], false);
     assert_eq!(doc["worst"]["x"].as_array().unwrap().len(), 64);
@@ -173,7 +173,7 @@ fn dynamic_int8_is_sampling_only_never_holds() {
     assert_eq!(first_word(&o), "unknown", "{out}");
     assert!(out.contains("sampling only"), "{out}");
     assert!(out.contains("DynamicQuantizeLinear"), "{out}");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&fs_err::read(&cert).unwrap()).unwrap();
     assert_eq!(doc["result"], "unknown");
     assert_eq!(doc["argument"], "sampling");
     assert_eq!(doc["epsilon_met"], true);
