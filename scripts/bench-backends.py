@@ -7,7 +7,7 @@ its passes, because the machine is noisy. LRAI's side runs in one process
 (crates/lrai-backend/benches/backends.rs). Prints a table of inferences/s and the
 ratio LRAI / Python onnxruntime; writes JSON with --out.
 
-Usage: .venv/bin/python scripts/bench-backends.py [--shared ../shared/models] [--passes 2] [--out bench.json]
+Usage: .venv/bin/python scripts/bench-backends.py [--shared ../shared/models] [--passes 2] [--only minilm] [--out bench.json]
 """
 import argparse
 import json
@@ -68,12 +68,13 @@ def main():
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "models"))
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", help="run only the cases whose name contains this (e.g. minilm)")
     ap.add_argument("--out")
     args = ap.parse_args()
     ort_lib = next(Path(ort.__file__).parent.glob("capi/libonnxruntime.so.*"))
     work = Path(tempfile.mkdtemp(prefix="lrai-bench-"))
     plan = {"threads": args.threads, "ort_lib": str(ort_lib), "cases": []}
-    todo = cases(Path(args.shared))
+    todo = [c for c in cases(Path(args.shared)) if not args.only or args.only in c[0]]
     for name, model, b, runs, feeds in todo:
         npz = work / f"{name}_b{b}.npz"
         np.savez(npz, **feeds)

@@ -5,7 +5,7 @@
 # MLServer) and Python onnxruntime in-process, all under the same perf_analyzer 2.60.0.
 # Results: $OUT/raw/*.csv (perf_analyzer -f), $OUT/report.md (scripts/bench_serving_report.py).
 #
-# Usage: scripts/bench-serving.sh            (~35 min on 2 cores; first run also installs the peers' venvs)
+# Usage: scripts/bench-serving.sh            (~15 min on 2 cores, more on the first run, which installs the peers' venvs)
 #   SKIP_PEERS=1   LRAI and the ceiling only
 #   CONC="1 4 16 64"  concurrency levels (mobilenet defaults to "1 4 16")
 #   LRAI_BIN=path  use this lrai binary instead of building one (e.g. a copy, while the
