@@ -46,6 +46,14 @@ PA_HTTP_FORMAT=binary pa_sweep lrai-binary digits_mlp http 18600
 pa_sweep lrai digits_mlp grpc 18601
 PA_HTTP_FORMAT=binary pa_sweep lrai-binary mobilenet_v2 http 18600
 pa_sweep lrai mobilenet_v2 grpc 18601
+# Where the time goes: the server's own split (Triton's statistics) of each request at
+# concurrency 1 and 64 over HTTP JSON, against what perf_analyzer saw end to end.
+for c in 1 64; do
+  curl -sf http://127.0.0.1:18600/v2/models/digits_mlp/stats > "$OUT/profile_c${c}_before.json"
+  "$PA" -m digits_mlp -u 127.0.0.1:18600 -i http --concurrency-range "$c:$c" -p 3000 -s 50 -r 5 \
+    --input-data zero > "$OUT/raw/profile__digits_mlp__http__c${c}.log" 2>&1 || true
+  curl -sf http://127.0.0.1:18600/v2/models/digits_mlp/stats > "$OUT/profile_c${c}_after.json"
+done
 # Which batch sizes the batcher formed, for the in-process comparison.
 curl -sf http://127.0.0.1:18600/v2/models/mobilenet_v2/stats > "$OUT/lrai_mobilenet_stats.json"
 curl -sf http://127.0.0.1:18602/metrics > "$OUT/lrai_metrics.txt"

@@ -60,4 +60,31 @@ if os.path.exists(stats_path):
         ref = min(ip, key=lambda r: abs(r["batch"] - avg))
         md.append(f"Best LRAI mobilenet throughput {best['ips']:.1f} infer/s; Python onnxruntime in-process at batch "
                   f"{ref['batch']}: {ref['infer_per_s']} infer/s; fraction {best['ips'] / ref['infer_per_s']:.2f}.")
+import re
+prof = []
+for c in (1, 64):
+    a_p, b_p = (os.path.join(out, f"profile_c{c}_{w}.json") for w in ("before", "after"))
+    log = os.path.join(out, "raw", f"profile__digits_mlp__http__c{c}.log")
+    if not (os.path.exists(a_p) and os.path.exists(b_p) and os.path.exists(log)):
+        continue
+    a, b = (json.load(open(f))["model_stats"][0] for f in (a_p, b_p))
+    n = b["inference_count"] - a["inference_count"]
+    e = b["execution_count"] - a["execution_count"]
+    if n <= 0:
+        continue
+    us = lambda k: (b["inference_stats"][k]["ns"] - a["inference_stats"][k]["ns"]) / n / 1e3
+    text = open(log).read()
+    p50 = re.search(r"p50 latency: (\d+) usec", text)
+    client = float(p50.group(1)) if p50 else float("nan")
+    server = us("success")
+    compute = us("compute_input") + us("compute_infer") + us("compute_output")
+    prof.append(f"| {c} | {client:.0f} | {server:.0f} | {us('queue'):.0f} | {compute:.0f} | "
+                f"{server - us('queue') - compute:.0f} | {n / max(e, 1):.1f} |")
+if prof:
+    md += ["", "## digits_mlp: where the time goes (HTTP JSON, per request, µs)", "",
+           "Client p50 is perf_analyzer's; the rest is the server's own statistics over the same window. "
+           "Server 'protocol' = request handling outside the queue and the backend (HTTP, JSON, tensor "
+           "conversion, waiting for a core); client minus server = network stack and perf_analyzer.", "",
+           "| conc | client p50 | server total (mean) | queue | backend compute | server protocol | rows/batch |",
+           "|---:|---:|---:|---:|---:|---:|---:|"] + prof
 print("\n".join(md))
