@@ -148,7 +148,7 @@ pub fn equivalence(
         "settings": {
             "samples": settings.samples, "seed": settings.seed,
             "timeout_s": settings.timeout.as_secs_f64(), "alpha_iters": settings.alpha_iters,
-            "pgd_restarts": settings.pgd_restarts, "pgd_steps": settings.pgd_steps,
+            "pgd_starts": settings.pgd_starts, "pgd_steps": settings.pgd_steps,
         },
         "time_s": outcome.elapsed.as_secs_f64(),
     });

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 pub use difference::{
     BoxBound, ProofOpts, ProvenBound, bound_box, difference_network, prove_bound,
 };
-pub use sampling::{Pair, Quantiles, SampleStats, pgd_points, sample_points, select_points};
+pub use sampling::{
+    Pair, Quantiles, SampleStats, pgd_points, pgd_starts, sample_points, select_points,
+};
 
 use crate::network::Network;
 use crate::{Result, VerifyError};
@@ -97,8 +99,8 @@ pub struct EquivSettings {
     pub timeout: Duration,
     /// α-CROWN steps per box.
     pub alpha_iters: usize,
-    /// PGD starts per box (the first is the box centre), for at most 64 boxes.
-    pub pgd_restarts: usize,
+    /// PGD starts: this many of the worst sampled points, and as many box centres.
+    pub pgd_starts: usize,
     /// PGD steps per start.
     pub pgd_steps: usize,
 }
@@ -111,7 +113,7 @@ impl Default for EquivSettings {
             seed: 0,
             timeout: Duration::from_secs(60),
             alpha_iters: 10,
-            pgd_restarts: 4,
+            pgd_starts: 64,
             pgd_steps: 40,
         }
     }
@@ -254,16 +256,19 @@ pub fn check(
     }
 
     // 1. Sampling on the backend.
-    let xs = sample_points(region, settings.samples, settings.seed);
-    let (sampled, worst_s) = models.pair.run_points(&xs, &|done| {
+    let samples = sample_points(region, settings.samples, settings.seed);
+    let xs: Vec<Vec<f32>> = samples.iter().map(|(_, x)| x.clone()).collect();
+    let (sampled, worst_s, diffs) = models.pair.run_points(&xs, &|done| {
         progress(Progress::Sampling(done, xs.len()));
     })?;
-    // 2. PGD on the difference network, the points re-run on the backend.
+    // 2. PGD on the difference network from the worst samples, re-run on the backend.
     let (attacked, worst_a) = match &diff {
         Ok(net) => {
             progress(Progress::Attack);
-            let pts = pgd_points(net, region, settings);
-            models.pair.run_points(&pts, &|_| {})?
+            let starts = pgd_starts(region, &samples, &diffs, settings.pgd_starts);
+            let pts = pgd_points(net, region, &starts, settings.pgd_steps);
+            let (stats, worst, _) = models.pair.run_points(&pts, &|_| {})?;
+            (stats, worst)
         }
         Err(_) => (SampleStats::default(), None),
     };

@@ -8,7 +8,7 @@ use lrai_core::random::SplitMix64;
 use lrai_core::{Dim, Tensor};
 use rayon::prelude::*;
 
-use super::{EquivSettings, InputBox, Region, Worst};
+use super::{InputBox, Region, Worst};
 use crate::network::Network;
 use crate::verifier::to_f32_in_box;
 use crate::{Result, VerifyError};
@@ -139,8 +139,9 @@ impl<'a> Pair<'a> {
         format!("{} / {}", self.orig.model_name(), self.opt.model_name())
     }
 
-    /// Runs the points on both models; returns the statistics of `max_j |diff_j|` and
-    /// the worst point. `progress` gets the count of points done after each batch.
+    /// Runs the points on both models; returns the statistics of `max_j |diff_j|`, the
+    /// worst point and each point's `max_j |diff_j|`. `progress` gets the count of
+    /// points done after each batch.
     ///
     /// # Errors
     /// [`VerifyError::Backend`] when a run fails, [`VerifyError::Model`] when the
@@ -149,7 +150,7 @@ impl<'a> Pair<'a> {
         &self,
         xs: &[Vec<f32>],
         progress: &dyn Fn(usize),
-    ) -> Result<(SampleStats, Option<Worst>)> {
+    ) -> Result<(SampleStats, Option<Worst>, Vec<f64>)> {
         let mut diffs = Vec::with_capacity(xs.len());
         let mut worst: Option<Worst> = None;
         for (b, chunk) in xs.chunks(BATCH).enumerate() {
@@ -198,7 +199,7 @@ impl<'a> Pair<'a> {
             }
             progress(((b + 1) * BATCH).min(xs.len()));
         }
-        Ok((SampleStats::of(diffs), worst))
+        Ok((SampleStats::of(diffs.clone()), worst, diffs))
     }
 }
 
@@ -262,8 +263,8 @@ impl SampleStats {
 
 /// `n` points spread round-robin over the region's boxes: each box's centre first, then
 /// uniform points; all rounded to f32 inside their box (a box holding no f32 value in
-/// some element is skipped).
-pub fn sample_points(region: &Region, n: usize, seed: u64) -> Vec<Vec<f32>> {
+/// some element is skipped). Each point comes with the index of its box.
+pub fn sample_points(region: &Region, n: usize, seed: u64) -> Vec<(usize, Vec<f32>)> {
     let mut rng = SplitMix64::new(seed);
     let nb = region.boxes.len().max(1);
     (0..n)
@@ -278,7 +279,7 @@ pub fn sample_points(region: &Region, n: usize, seed: u64) -> Vec<Vec<f32>> {
                     .map(|(l, u)| l + rng.next_f64() * (u - l))
                     .collect()
             };
-            to_f32_in_box(&x, &bx.lower, &bx.upper)
+            Some((i % nb, to_f32_in_box(&x, &bx.lower, &bx.upper)?))
         })
         .collect()
 }
@@ -291,35 +292,52 @@ fn centre(bx: &InputBox) -> Vec<f64> {
         .collect()
 }
 
-/// PGD attack boxes at most: beyond this many boxes only the first are attacked.
-const PGD_MAX_BOXES: usize = 64;
-
-/// PGD ascent on `max_j |diff_j|` of the f64 difference network (sign steps, L∞), from
-/// each box's centre and random starts; returns the best point per start, in f32.
-/// Quantizers pass gradients straight through (`1/scale`), which is a heuristic: the
-/// points are only candidates, judged on the backend.
-pub fn pgd_points(diff: &Network, region: &Region, settings: &EquivSettings) -> Vec<Vec<f32>> {
-    let starts: Vec<(usize, usize)> = (0..region.boxes.len().min(PGD_MAX_BOXES))
-        .flat_map(|b| (0..settings.pgd_restarts).map(move |s| (b, s)))
-        .collect();
+/// PGD ascent on `max_j |diff_j|` of the f64 difference network (sign steps, L∞) from
+/// each start (a box index and a point in it); returns the best point per start, in
+/// f32. Quantizers pass gradients straight through (`1/scale`), which is a heuristic:
+/// the points are only candidates, judged on the backend.
+pub fn pgd_points(
+    diff: &Network,
+    region: &Region,
+    starts: &[(usize, Vec<f64>)],
+    steps: usize,
+) -> Vec<Vec<f32>> {
     starts
         .par_iter()
-        .filter_map(|&(b, s)| {
-            let bx = &region.boxes[b];
-            let mut rng = SplitMix64::new(settings.seed.wrapping_add(7919 * (b * 64 + s) as u64));
-            let x = if s == 0 {
-                centre(bx)
-            } else {
-                bx.lower
-                    .iter()
-                    .zip(&bx.upper)
-                    .map(|(l, u)| l + rng.next_f64() * (u - l))
-                    .collect()
-            };
-            let x = ascend(diff, bx, x, settings.pgd_steps);
+        .filter_map(|(b, x)| {
+            let bx = region.boxes.get(*b)?;
+            let x = ascend(diff, bx, x.clone(), steps);
             to_f32_in_box(&x, &bx.lower, &bx.upper)
         })
         .collect()
+}
+
+/// PGD starts: the `n` sampled points with the largest differences, then the centres
+/// of boxes not among them, up to `n` more.
+pub fn pgd_starts(
+    region: &Region,
+    samples: &[(usize, Vec<f32>)],
+    diffs: &[f64],
+    n: usize,
+) -> Vec<(usize, Vec<f64>)> {
+    let mut order: Vec<usize> = (0..samples.len().min(diffs.len())).collect();
+    order.sort_by(|&a, &b| diffs[b].total_cmp(&diffs[a]));
+    let mut starts: Vec<(usize, Vec<f64>)> = order
+        .iter()
+        .take(n)
+        .map(|&i| {
+            let (b, x) = &samples[i];
+            (*b, x.iter().map(|&v| f64::from(v)).collect())
+        })
+        .collect();
+    let attacked: std::collections::HashSet<usize> = starts.iter().map(|(b, _)| *b).collect();
+    starts.extend(
+        (0..region.boxes.len())
+            .filter(|b| !attacked.contains(b))
+            .take(n)
+            .map(|b| (b, centre(&region.boxes[b]))),
+    );
+    starts
 }
 
 /// Objective `max_j |y_j|` and its gradient with respect to `y`.

@@ -146,7 +146,7 @@ fn bound_contains_sampled_differences() {
     let bx = unit_box(-1.0, 1.0);
     let root = bound_box(&diff, &bx[0], 10, None);
     let region = Region { boxes: bx };
-    for x in sample_points(&region, 2000, 3) {
+    for (_, x) in sample_points(&region, 2000, 3) {
         let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         let (ya, yb) = (a.eval(&x), b.eval(&x));
         for j in 0..2 {
@@ -162,7 +162,8 @@ fn pgd_finds_the_worst_corner() {
     w2[0] += delta;
     let diff = difference_network(&mlp(&W1, &B1, &W2, &B2), &mlp(&W1, &B1, &w2, &B2)).unwrap();
     let region = Region::uniform(2, -1.0, 1.0);
-    let pts = pgd_points(&diff, &region, &EquivSettings::default());
+    let starts = pgd_starts(&region, &[], &[], 4);
+    let pts = pgd_points(&diff, &region, &starts, 40);
     let best = pts
         .iter()
         .map(|x| {
