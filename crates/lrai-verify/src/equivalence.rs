@@ -61,6 +61,19 @@ impl Region {
         }
     }
 
+    /// The smallest box containing every box; `None` for an empty region.
+    pub fn hull(&self) -> Option<InputBox> {
+        let first = self.boxes.first()?;
+        let mut h = first.clone();
+        for b in &self.boxes[1..] {
+            for i in 0..h.lower.len().min(b.lower.len()) {
+                h.lower[i] = h.lower[i].min(b.lower[i]);
+                h.upper[i] = h.upper[i].max(b.upper[i]);
+            }
+        }
+        Some(h)
+    }
+
     /// L∞ balls of radius `eps` around each point, each intersected with `clip`.
     ///
     /// # Errors
@@ -239,8 +252,12 @@ pub fn check(
 ) -> Result<EquivOutcome> {
     let start = Instant::now();
     let deadline = start + settings.timeout;
+    let hull = region.hull().ok_or_else(|| VerifyError::Model {
+        model: models.pair.name(),
+        reason: "the input region is empty".into(),
+    })?;
     let diff = match (&models.orig, &models.opt) {
-        (Ok(a), Ok(b)) => Ok(difference_network(a, b)?),
+        (Ok(a), Ok(b)) => Ok(difference_network(a, b, &hull)?),
         (Err(e), _) => Err(format!("original model: {e}")),
         (_, Err(e)) => Err(format!("optimized model: {e}")),
     };

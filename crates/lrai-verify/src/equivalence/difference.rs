@@ -19,38 +19,14 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::bounds::{
-    SpecOpts, Splits, crown_intermediate_within, init_alpha, relaxations, spec_bound,
+    SpecOpts, Splits, crown_intermediate_within, ibp, init_alpha, relaxations, spec_bound,
 };
 use crate::matrix::{Dense, Mat};
-use crate::network::{Network, Node};
+use crate::network::{Activation, Network, Node};
 use crate::search::Spec;
 use crate::{Result, VerifyError};
 
 use super::InputBox;
-
-/// Negates a linear map.
-fn neg(m: &Mat) -> Mat {
-    match m {
-        Mat::Diag(d) => Mat::Diag(d.iter().map(|v| -v).collect()),
-        Mat::Dense(d) => Mat::Dense(Dense {
-            rows: d.rows,
-            cols: d.cols,
-            data: d.data.iter().map(|v| -v).collect(),
-        }),
-    }
-}
-
-/// Adds `m` to the term on `node`, or appends it.
-fn merge_term(terms: &mut Vec<(usize, Mat)>, node: usize, m: Mat) {
-    if let Some((_, existing)) = terms.iter_mut().find(|(n, _)| *n == node) {
-        let mut d = existing.to_dense();
-        let o = m.to_dense();
-        d.data.iter_mut().zip(&o.data).for_each(|(x, y)| *x += y);
-        *existing = Mat::Dense(d);
-    } else {
-        terms.push((node, m));
-    }
-}
 
 /// Copies `net`'s nodes after node 0 into `nodes`, mapping its input to node 0.
 /// Returns the map from `net`'s node indices to the new ones.
@@ -88,17 +64,63 @@ fn append(nodes: &mut Vec<Node>, dims: &mut Vec<usize>, net: &Network) -> Vec<us
     map
 }
 
+/// Unit roundoff of f32.
+const U: f64 = 5.960_464_477_539_063e-8;
+
+/// True when `a` (of `orig`) computes what `b` (of `opt`) does, given which of `opt`'s
+/// earlier nodes have twins in `orig` (`twin[j]`).
+fn same_node(a: &Node, b: &Node, twin: &[Option<(usize, Vec<f64>)>]) -> bool {
+    let t = |j: usize| twin[j].as_ref().map(|(ka, _)| *ka);
+    let same_terms = |ta: &[(usize, Mat)], tb: &[(usize, Mat)]| {
+        ta.len() == tb.len()
+            && ta
+                .iter()
+                .zip(tb)
+                .all(|((ja, ma), (jb, mb))| t(*jb) == Some(*ja) && ma == mb)
+    };
+    match (a, b) {
+        (
+            Node::Linear {
+                terms: ta,
+                bias: ba,
+                abs_terms: aa,
+                abs_bias: aba,
+                acc_len: la,
+            },
+            Node::Linear {
+                terms: tb,
+                bias: bb,
+                abs_terms: ab,
+                abs_bias: abb,
+                acc_len: lb,
+            },
+        ) => same_terms(ta, tb) && same_terms(aa, ab) && ba == bb && aba == abb && la == lb,
+        (Node::Act { input: ia, act: aa }, Node::Act { input: ib, act: ab }) => {
+            // Quantizers are not Lipschitz: a rounding difference can flip a step.
+            aa == ab && !matches!(aa, Activation::Quantize { .. }) && t(*ib) == Some(*ia)
+        }
+        _ => false,
+    }
+}
+
 /// One network computing `opt(x) − orig(x)` from one shared input.
 ///
-/// The output node fuses both output layers: its terms are `opt`'s and the negated
-/// `orig`'s, its bias the difference of biases. Its float-error terms are the sum of
-/// both (`|W_opt|·|h_opt| + |b_opt| + |W_orig|·|h_orig| + |b_orig|`, with the longer
-/// accumulation length), so the rounding charged there covers each model's own output
-/// rounding; the subtraction itself is ours, exact up to f64.
+/// `orig`'s nodes are copied as they are. A node of `opt` that computes exactly what a
+/// node of `orig` does (same operator and weights on twin inputs: an identical model, or
+/// the layers a partial quantization kept in float) becomes a *twin*: `orig`'s node
+/// plus a divergence `δ` bounded by the two backends' rounding (`|δ| <= |W|·|δ_in| +
+/// ε_orig + ε_opt` through affine nodes, `|δ_in|` through ReLU, which is 1-Lipschitz),
+/// held as that node's rounding error. Back-substitution then cancels the shared part
+/// exactly instead of relaxing two copies of each ReLU independently. Rounding errors
+/// are taken over `hull`, a box containing the whole region (they only grow with the
+/// magnitudes, so this is sound for every box in it). Other nodes of `opt` are copied.
+///
+/// The output node is `y_opt − y_orig` with no rounding of its own: the subtraction is
+/// ours, exact up to f64; each model's output rounding is charged at its output node.
 ///
 /// # Errors
 /// [`VerifyError::Model`] when the input or output sizes differ.
-pub fn difference_network(orig: &Network, opt: &Network) -> Result<Network> {
+pub fn difference_network(orig: &Network, opt: &Network, hull: &InputBox) -> Result<Network> {
     let mismatch = |what: &str, a: usize, b: usize| VerifyError::Model {
         model: opt.name.clone(),
         reason: format!(
@@ -113,58 +135,110 @@ pub fn difference_network(orig: &Network, opt: &Network) -> Result<Network> {
     if orig.output_dim() != opt.output_dim() {
         return Err(mismatch("output", orig.output_dim(), opt.output_dim()));
     }
-    let mut nodes = vec![Node::Input {
-        dim: orig.input_dim(),
-    }];
-    let mut dims = vec![orig.input_dim()];
-    let map_a = append(&mut nodes, &mut dims, orig);
-    let map_b = append(&mut nodes, &mut dims, opt);
-    let parts = |net: &Network, map: &[usize]| match &net.nodes[net.output] {
-        Node::Linear {
-            terms,
-            bias,
-            abs_terms,
-            abs_bias,
-            acc_len,
-        } => Some((
-            terms
-                .iter()
-                .map(|(j, m)| (map[*j], m.clone()))
-                .collect::<Vec<_>>(),
-            bias.clone(),
-            abs_terms
-                .iter()
-                .map(|(j, m)| (map[*j], m.clone()))
-                .collect::<Vec<_>>(),
-            abs_bias.clone(),
-            *acc_len,
-        )),
-        _ => None,
-    };
-    let not_linear = |net: &Network| VerifyError::Model {
-        model: net.name.clone(),
-        reason: "its output node is not affine (the network reader always makes it so)".into(),
-    };
-    let (ta, ba, aa, aba, la) = parts(orig, &map_a).ok_or_else(|| not_linear(orig))?;
-    let (tb, bb, ab, abb, lb) = parts(opt, &map_b).ok_or_else(|| not_linear(opt))?;
-    let mut terms = Vec::new();
-    for (j, m) in tb {
-        merge_term(&mut terms, j, m);
+    if hull.lower.len() != orig.input_dim() {
+        return Err(mismatch("region", orig.input_dim(), hull.lower.len()));
     }
-    for (j, m) in ta {
-        merge_term(&mut terms, j, neg(&m));
-    }
-    let mut abs_terms = Vec::new();
-    for (j, m) in ab.into_iter().chain(aa) {
-        merge_term(&mut abs_terms, j, m);
+    let n_in = orig.input_dim();
+    let mut nodes = vec![Node::Input { dim: n_in }];
+    let mut dims = vec![n_in];
+    // orig's node k stays at index k.
+    append(&mut nodes, &mut dims, orig);
+    let ba = ibp(orig, &hull.lower, &hull.upper);
+    let mut twin: Vec<Option<(usize, Vec<f64>)>> = vec![None; opt.nodes.len()];
+    twin[0] = Some((0, vec![0.0; n_in]));
+    // Bounds of opt's twin nodes (orig's widened by δ), for opt's own rounding error.
+    let mut lb: Vec<Vec<f64>> = vec![Vec::new(); opt.nodes.len()];
+    let mut ub: Vec<Vec<f64>> = vec![Vec::new(); opt.nodes.len()];
+    lb[0].clone_from(&hull.lower);
+    ub[0].clone_from(&hull.upper);
+    let mut map = vec![0usize; opt.nodes.len()];
+    let gamma1 = U / (1.0 - U);
+    for (k, node) in opt.nodes.iter().enumerate().skip(1) {
+        let found = (1..orig.nodes.len())
+            .find(|&ka| orig.dims[ka] == opt.dims[k] && same_node(&orig.nodes[ka], node, &twin));
+        let Some(ka) = found else {
+            let remap = |terms: &[(usize, Mat)]| -> Vec<(usize, Mat)> {
+                terms.iter().map(|(j, m)| (map[*j], m.clone())).collect()
+            };
+            nodes.push(match node {
+                Node::Input { dim } => Node::Input { dim: *dim },
+                Node::Act { input, act } => Node::Act {
+                    input: map[*input],
+                    act: act.clone(),
+                },
+                Node::Linear {
+                    terms,
+                    bias,
+                    abs_terms,
+                    abs_bias,
+                    acc_len,
+                } => Node::Linear {
+                    terms: remap(terms),
+                    bias: bias.clone(),
+                    abs_terms: remap(abs_terms),
+                    abs_bias: abs_bias.clone(),
+                    acc_len: *acc_len,
+                },
+            });
+            dims.push(opt.dims[k]);
+            map[k] = nodes.len() - 1;
+            continue;
+        };
+        let eps_a = |i: usize| ba.eps[ka].get(i).copied().unwrap_or(0.0);
+        let dv: Vec<f64> = match node {
+            Node::Linear { abs_terms, .. } => {
+                let eps_b = opt.rounding_error(k, &lb, &ub);
+                let mut d = vec![0.0; opt.dims[k]];
+                for (j, m) in abs_terms {
+                    if let Some((_, dj)) = &twin[*j] {
+                        m.apply_add(dj, &mut d);
+                    }
+                }
+                d.iter()
+                    .enumerate()
+                    .map(|(i, v)| v + eps_a(i) + eps_b.get(i).copied().unwrap_or(0.0))
+                    .collect()
+            }
+            Node::Act { input, act } => {
+                let din = twin[*input]
+                    .as_ref()
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_default();
+                match act {
+                    Activation::Relu => din,
+                    // Lipschitz 1/4 and 1, plus 16 ulps of rounding in each backend.
+                    Activation::Sigmoid => din.iter().map(|v| 0.25 * v + 32.0 * U).collect(),
+                    _ => din.iter().map(|v| v + 32.0 * U).collect(),
+                }
+            }
+            Node::Input { .. } => vec![0.0; opt.dims[k]],
+        };
+        lb[k] = ba.lower[ka].iter().zip(&dv).map(|(l, d)| l - d).collect();
+        ub[k] = ba.upper[ka].iter().zip(&dv).map(|(u, d)| u + d).collect();
+        // The twin: orig's node plus δ, charged as this node's "rounding error"
+        // (γ₁·abs_bias with γ₁ the factor `Network::rounding_error` uses at length 0;
+        // 1e-6 covers our own f64 rounding of the product).
+        nodes.push(Node::Linear {
+            terms: vec![(ka, Mat::Diag(vec![1.0; opt.dims[k]]))],
+            bias: vec![0.0; opt.dims[k]],
+            abs_terms: Vec::new(),
+            abs_bias: dv.iter().map(|d| d * (1.0 + 1e-6) / gamma1).collect(),
+            acc_len: 0,
+        });
+        dims.push(opt.dims[k]);
+        map[k] = nodes.len() - 1;
+        twin[k] = Some((ka, dv));
     }
     let out_dim = orig.output_dim();
     nodes.push(Node::Linear {
-        terms,
-        bias: bb.iter().zip(&ba).map(|(b, a)| b - a).collect(),
-        abs_terms,
-        abs_bias: abb.iter().zip(&aba).map(|(b, a)| b + a).collect(),
-        acc_len: la.max(lb),
+        terms: vec![
+            (map[opt.output], Mat::Diag(vec![1.0; out_dim])),
+            (orig.output, Mat::Diag(vec![-1.0; out_dim])),
+        ],
+        bias: vec![0.0; out_dim],
+        abs_terms: Vec::new(),
+        abs_bias: vec![0.0; out_dim],
+        acc_len: 0,
     });
     dims.push(out_dim);
     let output = nodes.len() - 1;
