@@ -502,6 +502,80 @@ pub(crate) fn prune(graph: &mut GraphProto) {
         .retain(|v| v.name.as_ref().is_some_and(|n| used.contains(n)));
 }
 
+/// Gives the graph's inner tensors short names (`q0`, `q1`, …) and drops the names of
+/// the nodes a rewrite added. On small models the long derived names (`/net/net.1/Relu_
+/// output_0_QuantizeLinear`, each tensor named again in every node that uses it) were a
+/// quarter of the quantized file. The model's inputs and outputs keep their names, and
+/// so do the original nodes, so reports and `--keep-float` still match; a model with
+/// subgraphs (which may use outer names implicitly) keeps every original name.
+pub(crate) fn compact_names(original: &GraphProto, graph: &mut GraphProto) {
+    let mut kept: HashSet<&str> = HashSet::new();
+    let mut kept_nodes: HashSet<&str> = HashSet::new();
+    let has_subgraphs = original.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    });
+    for n in &original.node {
+        if has_subgraphs {
+            kept.extend(n.input.iter().map(String::as_str));
+            kept.extend(n.output.iter().map(String::as_str));
+        }
+        kept_nodes.extend(n.name.as_deref());
+    }
+    for v in original.input.iter().chain(&original.output) {
+        kept.extend(v.name.as_deref());
+    }
+    if has_subgraphs {
+        kept.extend(original.value_info.iter().filter_map(|v| v.name.as_deref()));
+        kept.extend(
+            original
+                .initializer
+                .iter()
+                .filter_map(|t| t.name.as_deref()),
+        );
+    }
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    let mut next = 0usize;
+    let mut rename = |name: &mut String| {
+        if name.is_empty() || kept.contains(name.as_str()) {
+            return;
+        }
+        let short = renamed.entry(name.clone()).or_insert_with(|| {
+            loop {
+                let candidate = format!("q{next}");
+                next += 1;
+                if !kept.contains(candidate.as_str()) {
+                    break candidate;
+                }
+            }
+        });
+        name.clone_from(short);
+    };
+    for n in &mut graph.node {
+        n.input.iter_mut().for_each(&mut rename);
+        n.output.iter_mut().for_each(&mut rename);
+        if n.name.as_deref().is_some_and(|s| !kept_nodes.contains(s)) {
+            n.name = None;
+        }
+    }
+    for t in &mut graph.initializer {
+        if let Some(name) = &mut t.name {
+            rename(name);
+        }
+    }
+    for v in graph
+        .value_info
+        .iter_mut()
+        .chain(&mut graph.input)
+        .chain(&mut graph.output)
+    {
+        if let Some(name) = &mut v.name {
+            rename(name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,5 +618,52 @@ mod tests {
         assert_eq!(names.fresh("y"), "y_1");
         assert_eq!(names.fresh("y"), "y_2");
         assert_eq!(names.fresh("z"), "z");
+    }
+
+    #[test]
+    fn compact_names_keeps_io_and_layer_names() {
+        let node = |op: &str, name: Option<&str>, i: &[&str], o: &[&str]| NodeProto {
+            op_type: Some(op.into()),
+            name: name.map(Into::into),
+            input: i.iter().map(|s| (*s).to_string()).collect(),
+            output: o.iter().map(|s| (*s).to_string()).collect(),
+            ..NodeProto::default()
+        };
+        let original = GraphProto {
+            node: vec![
+                node("Relu", Some("r"), &["x"], &["mid"]),
+                node("Relu", Some("s"), &["mid"], &["y"]),
+            ],
+            input: vec![value_info("x", FLOAT)],
+            output: vec![value_info("y", FLOAT)],
+            ..GraphProto::default()
+        };
+        let mut rewritten = original.clone();
+        rewritten.node.insert(
+            1,
+            node(
+                "QuantizeLinear",
+                Some("mid_QuantizeLinear"),
+                &["mid", "mid_scale"],
+                &["mid_q"],
+            ),
+        );
+        rewritten.node[2].input[0] = "mid_q".into();
+        rewritten
+            .initializer
+            .push(f32_tensor("mid_scale", &[], &[0.5]));
+        compact_names(&original, &mut rewritten);
+        let n = &rewritten.node;
+        assert_eq!(
+            (n[0].name.as_deref(), n[0].input[0].as_str()),
+            (Some("r"), "x")
+        );
+        assert_eq!(n[1].name, None, "added nodes lose their names");
+        assert_eq!(n[1].input, ["q0", "q1"]);
+        assert_eq!(
+            (n[2].input[0].as_str(), n[2].output[0].as_str()),
+            ("q2", "y")
+        );
+        assert_eq!(rewritten.initializer[0].name.as_deref(), Some("q1"));
     }
 }

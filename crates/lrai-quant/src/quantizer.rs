@@ -67,7 +67,7 @@ impl Rewriter {
         name: &str,
         float_layers: &HashSet<String>,
     ) -> Result<ModelProto> {
-        let m = match self {
+        let mut m = match self {
             Rewriter::Static {
                 plan,
                 ranges,
@@ -78,6 +78,11 @@ impl Rewriter {
             }
             Rewriter::Fp16 { .. } => fp16::apply(model, name),
         };
+        if let (Ok(m), Some(original)) = (&mut m, &model.graph)
+            && let Some(graph) = &mut m.graph
+        {
+            crate::graph::compact_names(original, graph);
+        }
         m.map_err(|e| match e {
             QuantError::Model { reason, .. } => QuantError::Model {
                 model: name.to_string(),
