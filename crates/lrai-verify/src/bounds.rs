@@ -83,10 +83,57 @@ pub fn relax(act: &Activation, i: usize, l: f64, u: f64) -> Relax {
                 // |round(v) - v| <= 1/2 for every v.
                 fixed(1.0 / s, z - 0.5, 1.0 / s, z + 0.5)
             } else {
-                // Monotone: the constant bounds are sound.
-                fixed(0.0, ql, 0.0, qu)
+                clamped_quantizer(1.0 / s, z, *qmin, *qmax, l, u).unwrap_or_else(|| {
+                    // Monotone: the constant bounds are sound.
+                    fixed(0.0, ql, 0.0, qu)
+                })
             }
         }
+    }
+}
+
+/// A quantizer clamped on one side only, e.g. a ReLU folded into a u8 zero point:
+/// `q = clamp(round(z/s + zp))` lies between `clamp(v − ½)` and `clamp(v + ½)` with
+/// `v = z/s + zp` (any round-to-nearest rule; the f32 error of `z/s` is the node's
+/// rounding error). With only the lower clamp both envelopes are convex: a supporting
+/// line below (slope `1/s` or 0, whichever leaves less area, as CROWN does for ReLU) and
+/// the chord above; with only the upper clamp, mirrored. `None` when both clamps can
+/// act.
+fn clamped_quantizer(inv_s: f64, zp: f64, qmin: f64, qmax: f64, l: f64, u: f64) -> Option<Relax> {
+    let v = |x: f64| x * inv_s + zp;
+    let width = u - l;
+    if width.is_nan() || width <= 0.0 {
+        return None;
+    }
+    let chord = |f: &dyn Fn(f64) -> f64| {
+        let slope = (f(u) - f(l)) / width;
+        (slope, f(l) - slope * l)
+    };
+    let relax = |lo_s: f64, lo_c: f64, up_s: f64, up_c: f64| Relax {
+        lo_s,
+        lo_c,
+        up_s,
+        up_c,
+        free_alpha: false,
+    };
+    if v(u) + 0.5 <= qmax {
+        let (up_s, up_c) = chord(&|x| (v(x) + 0.5).max(qmin));
+        let steep = v(u) - 0.5 - qmin > qmin - (v(l) - 0.5);
+        Some(if steep {
+            relax(inv_s, zp - 0.5, up_s, up_c)
+        } else {
+            relax(0.0, qmin, up_s, up_c)
+        })
+    } else if v(l) - 0.5 >= qmin {
+        let (lo_s, lo_c) = chord(&|x| (v(x) - 0.5).min(qmax));
+        let steep = qmax - (v(l) + 0.5) > v(u) + 0.5 - qmax;
+        Some(if steep {
+            relax(lo_s, lo_c, inv_s, zp + 0.5)
+        } else {
+            relax(lo_s, lo_c, 0.0, qmax)
+        })
+    } else {
+        None
     }
 }
 
