@@ -228,3 +228,38 @@ fn selects_the_array_shaped_like_the_input() {
     let e = select_points(&arrays[..2], &[4]).unwrap_err();
     assert!(e.contains("several arrays"), "{e}");
 }
+
+/// The quantizer relaxations (unclamped, clamped on one side, constant) hold at every
+/// point of the interval, for any round-to-nearest rule: checked against both roundings
+/// of a tie and against `round(v ± 1e-7·|v|)` for the f32 division error.
+#[test]
+fn quantizer_relaxations_contain_the_quantizer() {
+    use crate::bounds::relax;
+    let act = Activation::Quantize {
+        scale: vec![0.05],
+        zero_point: vec![3.0],
+        qmin: 0.0,
+        qmax: 255.0,
+    };
+    let mut rng = lrai_core::random::SplitMix64::new(9);
+    for _ in 0..2000 {
+        let a = (rng.next_f64() - 0.5) * 30.0;
+        let b = a + rng.next_f64() * rng.next_f64() * 20.0;
+        let r = relax(&act, 0, a, b);
+        let (lo_q, hi_q) = act.eval_range(0, a, b);
+        for k in 0..=50 {
+            let z = a + (b - a) * f64::from(k) / 50.0;
+            let v = z / 0.05;
+            for w in [v * (1.0 - 1e-7), v, v * (1.0 + 1e-7)] {
+                for q in [(w - 0.5).ceil(), (w + 0.5).floor()] {
+                    let q = (q + 3.0).clamp(0.0, 255.0);
+                    // The node's rounding error (2u·|z|/s) is charged on top.
+                    let slack = 2.0 * 5.97e-8 * z.abs() / 0.05 + 1e-9;
+                    assert!(r.lo_s * z + r.lo_c <= q + slack, "{r:?} z={z} q={q}");
+                    assert!(r.up_s * z + r.up_c >= q - slack, "{r:?} z={z} q={q}");
+                    assert!(lo_q <= q && q <= hi_q, "[{lo_q}, {hi_q}] z={z} q={q}");
+                }
+            }
+        }
+    }
+}
