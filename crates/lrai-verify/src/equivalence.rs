@@ -359,7 +359,8 @@ pub fn check(
                     settings.epsilon,
                     match b.stop {
                         "timeout" => "time ran out; a longer --timeout may tighten it",
-                        _ => "bisection cannot tighten it further",
+                        "stalled" => "input bisection stopped tightening it: no 0.1 % in 10 s",
+                        _ => "input bisection cannot tighten it further",
                     }
                 ),
             },

@@ -377,7 +377,8 @@ pub struct ProvenBound {
     pub domains: u64,
     /// Deepest bisection.
     pub max_depth: usize,
-    /// Why the search stopped: `target`, `observed`, `timeout` or `exhausted`.
+    /// Why the search stopped: `target`, `observed`, `timeout`, `stalled` (no 0.1 %
+    /// progress in 10 s) or `exhausted` (no box left to split).
     pub stop: &'static str,
 }
 
@@ -403,6 +404,9 @@ impl Ord for Leaf {
         self.bound.max.total_cmp(&other.bound.max)
     }
 }
+
+/// How long the bound may go without dropping by 0.1 % before the search stops.
+const STALL_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A box narrower than this (relative to its root) in the split dimension is not split
 /// again: f64 bisection would stop making progress.
@@ -446,6 +450,9 @@ pub fn prove_bound(
     let mut finished: Vec<Leaf> = Vec::new();
     let mut max_depth = 0;
     let mut last_report = Instant::now();
+    // Stall detection: the bound must drop by 0.1 % every STALL_WINDOW, or splitting
+    // stops (what is left is rounding error, which no split removes).
+    let mut checkpoint = (Instant::now(), root_max);
     let stop = loop {
         let current = heap.peek().map_or(f64::NEG_INFINITY, |l| l.bound.max).max(
             finished
@@ -464,6 +471,12 @@ pub fn prove_bound(
         }
         if heap.is_empty() {
             break "exhausted";
+        }
+        if checkpoint.0.elapsed() >= STALL_WINDOW {
+            if current > checkpoint.1 * (1.0 - 1e-3) {
+                break "stalled";
+            }
+            checkpoint = (Instant::now(), current);
         }
         if last_report.elapsed().as_secs_f64() >= 1.0 {
             progress(current, domains);
