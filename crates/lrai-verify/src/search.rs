@@ -185,6 +185,14 @@ enum BoxOutcome {
     Stuck,
 }
 
+/// How much finer (relative to the root box) a dimension may be split than the coarsest
+/// one before only the coarser ones are candidates. At 1e-3, ACAS Xu prop_1 on net 1_4
+/// bisected four inputs down to 2⁻¹⁰ around one it never split and timed out (so did
+/// six other prop_1 instances); at 0.1 (about three halvings) 1_4 takes 371 boxes. It
+/// hurts instances that need one input split finely (2_7 prop_1 went from 4 s to a
+/// timeout): see docs/verify.md, Benchmark.
+const MAX_SPLIT_RATIO: f64 = 0.1;
+
 /// Bounds one box: proven clauses drop out, the rest split.
 fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
     let net = ctx.net;
@@ -249,9 +257,9 @@ fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
         }
     }
     // Split where the worst row's linear bound varies most (|coefficient| × width), but
-    // only among dimensions not already split 1000× finer (relative to the root box)
-    // than the coarsest one: the coefficients are myopic (a dimension with coefficient
-    // zero still matters through the relaxations' intercepts).
+    // only among dimensions not already split more than MAX_SPLIT_RATIO finer (relative
+    // to the root box) than the coarsest one: the coefficients are myopic (a dimension
+    // with coefficient zero still matters through the relaxations' intercepts).
     let row = back.a_in.row(worst_row);
     let rel = |i: usize| (d.upper[i] - d.lower[i]) / ctx.root_width[i];
     let max_rel = (0..d.lower.len()).map(rel).fold(0.0, f64::max);
@@ -260,7 +268,7 @@ fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
     #[allow(clippy::needless_range_loop)] // the index addresses several parallel arrays
     for i in 0..d.lower.len() {
         let w = d.upper[i] - d.lower[i];
-        if w <= 0.0 || rel(i) < 1e-3 * max_rel {
+        if w <= 0.0 || rel(i) < MAX_SPLIT_RATIO * max_rel {
             continue;
         }
         // Ties (all coefficients zero) go to the relatively widest dimension.
