@@ -24,7 +24,8 @@ pub(crate) struct VerifyArgs {
     /// MODEL.onnx PROPERTY.vnnlib, or with --equivalence ORIGINAL.onnx OPTIMIZED.onnx.
     files: Vec<PathBuf>,
 
-    /// Seconds before giving up with `unknown` (per instance; --instances uses the CSV's).
+    /// Seconds before giving up with `unknown` (per instance; --instances uses the CSV's;
+    /// --equivalence: for the whole check, default 60).
     #[arg(long, env = "LRAI_VERIFY_TIMEOUT")]
     timeout: Option<f64>,
 
