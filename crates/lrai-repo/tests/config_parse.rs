@@ -476,3 +476,28 @@ fn names_the_file_in_errors() {
     let missing = ModelConfig::from_file(&dir.path().join("nope.pbtxt"), "m").unwrap_err();
     assert!(missing.to_string().contains("nope.pbtxt"), "{missing}");
 }
+
+#[test]
+fn quantize_parameters_are_known_and_checked() {
+    let param = |k: &str, v: &str| {
+        format!("parameters {{ key: \"{k}\" value: {{ string_value: \"{v}\" }} }}\n")
+    };
+    let ok = param("lrai.quantize", "static")
+        + &param("lrai.quantize_calibration", "calib.npz")
+        + &param("lrai.quantize_eval", "test.npz")
+        + &param("lrai.quantize_max_drop", "0.02")
+        + &param("lrai.quantize_method", "percentile")
+        + &param("lrai.quantize_metric", "cosine");
+    let (c, warnings) = parse(&ok);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.parameter("lrai.quantize"), Some("static"));
+    let e = error(&param("lrai.quantize", "int4"));
+    assert!(e.contains("static, dynamic, fp16"), "{e}");
+    let e = error(&(param("lrai.quantize", "static") + &param("lrai.quantize_max_drop", "1%")));
+    assert!(
+        e.contains("lrai.quantize_max_drop") && e.contains("0 to 1"),
+        "{e}"
+    );
+    let e = error(&param("lrai.quantize_method", "kl"));
+    assert!(e.contains("minmax, percentile, entropy"), "{e}");
+}
