@@ -320,9 +320,13 @@ pub fn check(
                 alpha_iters: settings.alpha_iters,
                 batch: 2 * rayon::current_num_threads(),
             };
-            ProofStatus::Bound(prove_bound(net, &region.boxes, &opts, &|b, d| {
+            let mut bound = prove_bound(net, &region.boxes, &opts, &|b, d| {
                 progress(Progress::Proof(b, d));
-            }))
+            });
+            if violated {
+                bound.stop = "violated";
+            }
+            ProofStatus::Bound(bound)
         }
         Err(reason) => ProofStatus::NotAttempted {
             reason: reason.clone(),

@@ -75,6 +75,11 @@ fn region(
                              "clip": clip_json});
             Ok((region, doc, text))
         }
+        (None, _) if args.epsilon_in != 0.0 => {
+            bail!(
+                "--epsilon-in is the radius around the points of --around FILE.npz; give --around too"
+            )
+        }
         (None, Some((l, h))) => Ok((
             Region::uniform(dim, l, h),
             json!({"kind": "box", "lo": l, "hi": h, "elements": dim}),

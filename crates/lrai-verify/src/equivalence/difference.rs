@@ -378,7 +378,8 @@ pub struct ProvenBound {
     /// Deepest bisection.
     pub max_depth: usize,
     /// Why the search stopped: `target`, `observed`, `timeout`, `stalled` (no 0.1 %
-    /// progress in 10 s) or `exhausted` (no box left to split).
+    /// progress in 10 s), `exhausted` (no box left to split), or `violated` (not
+    /// searched: a point already exceeds ε).
     pub stop: &'static str,
 }
 
