@@ -302,6 +302,10 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
         },
     )?;
     log_warnings(name, &path, &warnings);
+    // Set by the server only, so a value copied from another effective config never shows.
+    config
+        .parameters
+        .remove(crate::config::QUANTIZATION_SUMMARY);
     if let Some(p) = &prepared {
         // Shown by `GET /v2/models/{m}/config` and gRPC ModelConfig alike.
         config.parameters.insert(
