@@ -380,7 +380,7 @@ fn prepare(
             file = %p.path.display(),
             cache = if p.reused { "reused" } else { "created" },
             took_ms = started.elapsed().as_millis(),
-            "{}",
+            "quantize-at-load: {}",
             p.summary
         );
     }
