@@ -98,6 +98,7 @@ def main():
                 d = json.loads(line)
                 key = (d["case"], "lrai-" + d["backend"])
                 best[key] = min(best.get(key, d["median_ms"]), d["median_ms"])
+                print(f"pass {p + 1} {key[0]} {key[1]}: {d['median_ms']:.3f} ms", file=sys.stderr)
     rows = []
     print(f"\n{'case':<22} {'backend':<20} {'median ms':>10} {'inf/s':>10} {'vs python ORT':>14}")
     for name, model, b, runs, feeds in todo:
