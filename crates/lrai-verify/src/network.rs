@@ -146,6 +146,36 @@ pub enum Node {
     },
 }
 
+impl Node {
+    /// A copy whose input indices go through `map` (old node index → new one), for
+    /// networks assembled from other networks' nodes.
+    pub(crate) fn remapped(&self, map: &[usize]) -> Node {
+        let remap = |terms: &[(usize, Mat)]| -> Vec<(usize, Mat)> {
+            terms.iter().map(|(j, m)| (map[*j], m.clone())).collect()
+        };
+        match self {
+            Node::Input { dim } => Node::Input { dim: *dim },
+            Node::Act { input, act } => Node::Act {
+                input: map[*input],
+                act: act.clone(),
+            },
+            Node::Linear {
+                terms,
+                bias,
+                abs_terms,
+                abs_bias,
+                acc_len,
+            } => Node::Linear {
+                terms: remap(terms),
+                bias: bias.clone(),
+                abs_terms: remap(abs_terms),
+                abs_bias: abs_bias.clone(),
+                acc_len: *acc_len,
+            },
+        }
+    }
+}
+
 /// A network ready for bound propagation.
 #[derive(Debug, Clone)]
 pub struct Network {

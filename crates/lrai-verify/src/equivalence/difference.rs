@@ -33,30 +33,7 @@ use super::InputBox;
 fn append(nodes: &mut Vec<Node>, dims: &mut Vec<usize>, net: &Network) -> Vec<usize> {
     let mut map = vec![0usize; net.nodes.len()];
     for (k, node) in net.nodes.iter().enumerate().skip(1) {
-        let remap = |terms: &[(usize, Mat)]| -> Vec<(usize, Mat)> {
-            terms.iter().map(|(j, m)| (map[*j], m.clone())).collect()
-        };
-        let new = match node {
-            // Node 0 is the only input of a network read by `Network::from_onnx`.
-            Node::Input { dim } => Node::Input { dim: *dim },
-            Node::Act { input, act } => Node::Act {
-                input: map[*input],
-                act: act.clone(),
-            },
-            Node::Linear {
-                terms,
-                bias,
-                abs_terms,
-                abs_bias,
-                acc_len,
-            } => Node::Linear {
-                terms: remap(terms),
-                bias: bias.clone(),
-                abs_terms: remap(abs_terms),
-                abs_bias: abs_bias.clone(),
-                acc_len: *acc_len,
-            },
-        };
+        let new = node.remapped(&map);
         map[k] = nodes.len();
         nodes.push(new);
         dims.push(net.dims[k]);
@@ -157,29 +134,7 @@ pub fn difference_network(orig: &Network, opt: &Network, hull: &InputBox) -> Res
         let found = (1..orig.nodes.len())
             .find(|&ka| orig.dims[ka] == opt.dims[k] && same_node(&orig.nodes[ka], node, &twin));
         let Some(ka) = found else {
-            let remap = |terms: &[(usize, Mat)]| -> Vec<(usize, Mat)> {
-                terms.iter().map(|(j, m)| (map[*j], m.clone())).collect()
-            };
-            nodes.push(match node {
-                Node::Input { dim } => Node::Input { dim: *dim },
-                Node::Act { input, act } => Node::Act {
-                    input: map[*input],
-                    act: act.clone(),
-                },
-                Node::Linear {
-                    terms,
-                    bias,
-                    abs_terms,
-                    abs_bias,
-                    acc_len,
-                } => Node::Linear {
-                    terms: remap(terms),
-                    bias: bias.clone(),
-                    abs_terms: remap(abs_terms),
-                    abs_bias: abs_bias.clone(),
-                    acc_len: *acc_len,
-                },
-            });
+            nodes.push(node.remapped(&map));
             dims.push(opt.dims[k]);
             map[k] = nodes.len() - 1;
             continue;
