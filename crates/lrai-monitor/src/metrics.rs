@@ -620,6 +620,9 @@ pub struct AdaptiveStatus {
     pub window_requests: u64,
     /// Observed arrival rate, requests per second.
     pub arrival_rate: f64,
+    /// Requests moved behind the others in the last window because they could no
+    /// longer meet the SLO (they run when nothing on time waits).
+    pub window_demoted: u64,
     /// Times it fell back so far.
     pub fallbacks: u64,
 }

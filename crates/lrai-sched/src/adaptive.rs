@@ -184,6 +184,7 @@ struct Window {
     /// Batches dispatched while more requests were left in the queue.
     backlogged: u64,
     arrivals: u64,
+    demoted: u64,
 }
 
 /// The controller of one model version (owned by its batcher thread).
@@ -289,9 +290,19 @@ impl Controller {
         self.cfg.slo
     }
 
+    /// The objective less the safety margin: what every decision aims at.
+    pub fn target(&self) -> Duration {
+        self.cfg.slo.saturating_sub(self.cfg.margin)
+    }
+
     /// The cost model.
     pub fn cost(&self) -> &CostModel {
         &self.cost
+    }
+
+    /// `n` requests were moved behind the others: they can no longer meet the objective.
+    pub fn on_demoted(&mut self, n: usize) {
+        self.win.demoted += n as u64;
     }
 
     /// A request arrived.
@@ -392,7 +403,11 @@ impl Controller {
         if win.errors.len() >= 8 && error.is_some_and(|e| e > self.cfg.max_error) {
             return Some(self.fall_back(FallbackReason::Prediction));
         }
-        if n > 0 && attainment < self.cfg.min_attainment {
+        let backlog = win.backlogged as f64 / win.batches.max(1) as f64;
+        // Misses while most batches leave requests behind are overload, which static
+        // settings would not cure; only misses with capacity to spare are the
+        // controller's fault.
+        if n > 0 && attainment < self.cfg.min_attainment && backlog < 0.5 {
             self.collapsed += 1;
             if self.collapsed >= self.cfg.collapse_windows {
                 return Some(self.fall_back(FallbackReason::Slo));
@@ -408,7 +423,6 @@ impl Controller {
         let slo = self.cfg.slo.as_secs_f64();
         let p95 = p95.as_secs_f64();
         let fill = win.rows as f64 / (win.batches.max(1) as f64 * self.params.max_batch as f64);
-        let backlog = win.backlogged as f64 / win.batches.max(1) as f64;
         let mut b = self.params.max_batch;
         let mut d = self.params.max_delay;
         if p95 > 0.95 * slo || attainment < 0.95 {
@@ -489,6 +503,7 @@ impl Controller {
             window_p95: percentile(&win.latencies, 0.95),
             window_requests: n as u64,
             arrival_rate: self.rate,
+            window_demoted: win.demoted,
             fallbacks: self.fallbacks,
         }
     }
@@ -502,9 +517,10 @@ impl Controller {
         decide_adaptive(
             now,
             self.params,
+            self.b_max,
             &self.cost,
             self.rate,
-            self.cfg.slo.saturating_sub(self.cfg.margin),
+            self.target(),
             queue,
         )
     }
@@ -528,10 +544,18 @@ pub struct BatchDone<'a> {
 }
 
 /// The adaptive fast path (see the module docs). `target` is the objective minus the
-/// margin; `rate` is arrivals per second.
+/// margin; `rate` is arrivals per second; `b_max` the model's largest batch.
+///
+/// The batch takes the most urgent request's shape group in service order (late
+/// requests last, see [`is_late`]), up to `b_max` rows and only as long as the batch
+/// would still finish within the objective of every on-time member: under a backlog,
+/// batches grow to what the deadlines allow (work conserving), not just to the tuned
+/// size. The tuned size `params.max_batch` and delay only decide whether a batch that
+/// is not there yet is worth waiting for.
 pub fn decide_adaptive(
     now: Instant,
     params: Params,
+    b_max: usize,
     cost: &CostModel,
     rate: f64,
     target: Duration,
@@ -541,20 +565,34 @@ pub fn decide_adaptive(
         return Decision::Empty;
     };
     let key = first.shape_key;
+    let b_max = b_max.max(1);
     let (mut rows, mut count, mut elements) = (0usize, 0usize, 0u64);
-    let mut oldest = first.enqueued;
-    let mut full = false;
+    // Earliest objective among on-time members, and the oldest of them.
+    let mut due: Option<Instant> = None;
+    let mut oldest: Option<Instant> = None;
+    let mut stopped = false;
     for c in queue.iter().filter(|c| c.shape_key == key) {
-        if count > 0 && rows + c.rows > params.max_batch {
-            full = true;
-            break;
+        let c_due = (!c.late).then(|| c.enqueued + target);
+        let due_with = match (due, c_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if count > 0 {
+            let too_slow = due_with.is_some_and(|d| now + cost.predict(elements + c.elements) > d);
+            if rows + c.rows > b_max || too_slow {
+                stopped = true;
+                break;
+            }
         }
         rows += c.rows;
         elements += c.elements;
         count += 1;
-        oldest = oldest.min(c.enqueued);
-        if rows >= params.max_batch {
-            full = true;
+        due = due_with;
+        if !c.late {
+            oldest = Some(oldest.map_or(c.enqueued, |o: Instant| o.min(c.enqueued)));
+        }
+        if rows >= b_max {
+            stopped = true;
             break;
         }
     }
@@ -563,14 +601,18 @@ pub fn decide_adaptive(
         reason: BatchReason::Adaptive,
         key: Some(key),
     };
-    if full || params.max_delay.is_zero() {
+    // Only late requests: nothing to wait for.
+    let (Some(due), Some(oldest)) = (due, oldest) else {
+        return send;
+    };
+    if stopped || rows >= params.max_batch || params.max_delay.is_zero() {
         return send;
     }
     let by_delay = oldest + params.max_delay;
     // Waiting for one more request of this size: the batch must still finish in time.
     let per_request = elements / count.max(1) as u64;
     let bigger = cost.predict(elements + per_request);
-    let Some(latest_start) = (oldest + target).checked_sub(bigger) else {
+    let Some(latest_start) = due.checked_sub(bigger) else {
         return send;
     };
     let until = by_delay.min(latest_start);
@@ -583,6 +625,18 @@ pub fn decide_adaptive(
         return send;
     }
     Decision::Wait { until }
+}
+
+/// Whether a request queued at `enqueued` with `elements` input elements can no longer
+/// finish within `target` of its arrival even if it ran alone from `now` on.
+pub fn is_late(
+    now: Instant,
+    target: Duration,
+    cost: &CostModel,
+    enqueued: Instant,
+    elements: u64,
+) -> bool {
+    enqueued + target < now + cost.predict(elements)
 }
 
 fn percentile(xs: &[Duration], q: f64) -> Duration {

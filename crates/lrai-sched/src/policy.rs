@@ -52,6 +52,9 @@ pub struct Candidate {
     pub enqueued: Instant,
     /// Input elements it carries (all inputs), the cost model's unit.
     pub elements: u64,
+    /// It can no longer meet the latency objective even alone (adaptive lanes only):
+    /// the queue serves it after the requests that still can.
+    pub late: bool,
 }
 
 /// The policy's answer.
@@ -163,6 +166,7 @@ mod tests {
                 shape_key: key,
                 enqueued: t0 + Duration::from_micros(at_us),
                 elements: rows as u64,
+                late: false,
             })
             .collect()
     }

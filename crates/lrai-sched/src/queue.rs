@@ -1,7 +1,8 @@
 //! The batcher's queue: one lane per priority level, owned by the batcher task (no
 //! lock). Lanes are FIFO (Triton's order) or, for models with a latency objective,
-//! earliest-deadline-first. Admission counting happens outside, in
-//! [`crate::Scheduler::submit`].
+//! earliest-deadline-first, with the requests that can no longer meet the objective
+//! moved behind those that still can ([`Queue::demote_late`]). Admission counting
+//! happens outside, in [`crate::Scheduler::submit`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub(crate) struct Pending {
     pub(crate) enqueued: Instant,
     pub(crate) deadline: Option<Instant>,
     pub(crate) timeout_action: TimeoutAction,
+    /// Demoted: it cannot meet the objective any more (EDF lanes keep these last).
+    pub(crate) late: bool,
     pub(crate) reply: Reply,
     pub(crate) span: tracing::Span,
 }
@@ -86,11 +89,11 @@ impl Queue {
         let lane = p.level.min(self.lanes.len() - 1);
         if self.edf.is_some() {
             // Most requests share one objective, so they arrive in deadline order: the
-            // search from the back usually stops at once.
+            // search from the back usually stops at once. Late requests stay behind.
             let key = self.order(&p);
             let at = self.lanes[lane]
                 .iter()
-                .rposition(|q| self.order(q) <= key)
+                .rposition(|q| !q.late && self.order(q) <= key)
                 .map_or(0, |i| i + 1);
             self.lanes[lane].insert(at, p);
         } else {
@@ -117,8 +120,45 @@ impl Queue {
                 shape_key: p.shape_key,
                 enqueued: p.enqueued,
                 elements: p.elements,
+                late: p.late,
             })
             .collect()
+    }
+
+    /// Moves the requests that can no longer finish within `target` of their arrival,
+    /// even run alone right now (`alone` = predicted cost), behind the ones that still
+    /// can, oldest first. They are late whatever happens; served first, they would make
+    /// the others late too (the domino effect of EDF under overload). Only requests
+    /// without a deadline of their own: those follow their timeout policy instead.
+    /// Returns how many moved.
+    pub(crate) fn demote_late(
+        &mut self,
+        now: Instant,
+        target: Duration,
+        alone: impl Fn(u64) -> Duration,
+    ) -> usize {
+        if self.edf.is_none() {
+            return 0;
+        }
+        let mut moved = 0;
+        for lane in &mut self.lanes {
+            let due = |p: &Pending| {
+                !p.late && p.deadline.is_none() && p.enqueued + target < now + alone(p.elements)
+            };
+            if !lane.iter().any(due) {
+                continue;
+            }
+            let (mut late, on_time): (Vec<Pending>, Vec<Pending>) =
+                lane.drain(..).partition(|p| p.late || due(p));
+            moved += late.iter().filter(|p| !p.late).count();
+            for p in &mut late {
+                p.late = true;
+            }
+            late.sort_by_key(|p| p.enqueued);
+            lane.extend(on_time);
+            lane.extend(late);
+        }
+        moved
     }
 
     fn leave(&self, p: &Pending, now: Instant) {
@@ -251,5 +291,103 @@ impl Queue {
         }
         self.lanes[last_lane].extend(demoted);
         self.next_deadline = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pending(
+        enqueued: Instant,
+        elements: u64,
+    ) -> (Pending, oneshot::Receiver<Result<JobOutput, SchedError>>) {
+        let (reply, rx) = oneshot::channel();
+        let p = Pending {
+            inputs: Vec::new(),
+            rows: 1,
+            shape_key: 0,
+            elements,
+            level: 0,
+            enqueued,
+            deadline: None,
+            timeout_action: TimeoutAction::Reject,
+            late: false,
+            reply,
+            span: tracing::Span::none(),
+        };
+        (p, rx)
+    }
+
+    fn queue() -> Queue {
+        let counters = Arc::new(vec![AtomicUsize::new(0)]);
+        let metrics = lrai_monitor::Metrics::new().unwrap().model("m", "1");
+        let mut q = Queue::new("m", counters, metrics);
+        q.set_edf(Some(Duration::from_millis(100)));
+        q
+    }
+
+    #[test]
+    fn late_requests_go_behind_those_that_can_still_make_it() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = queue();
+        let mut keep = Vec::new();
+        // Queued at 0, 10, 50 and 60 ms; one element costs 1 ms, so at 95 ms the first
+        // (needs 1 ms, 5 ms left) can make a 96 ms target, the 40-element one at 10 ms
+        // (needs 40 ms, 11 left) cannot.
+        for (at, elements) in [(0, 1), (10, 40), (50, 1), (60, 1)] {
+            let (p, rx) = pending(t0 + ms(at), elements);
+            q.push(p);
+            keep.push(rx);
+        }
+        let moved = q.demote_late(t0 + ms(95), ms(96), ms);
+        assert_eq!(moved, 1);
+        let order: Vec<(Instant, bool)> = q
+            .candidates(10)
+            .iter()
+            .map(|c| (c.enqueued, c.late))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (t0, false),
+                (t0 + ms(50), false),
+                (t0 + ms(60), false),
+                (t0 + ms(10), true)
+            ]
+        );
+        // A new arrival still goes before the late one; a second demotion keeps the late
+        // part oldest first.
+        let (p, rx) = pending(t0 + ms(90), 1);
+        q.push(p);
+        keep.push(rx);
+        assert_eq!(q.demote_late(t0 + ms(120), ms(96), ms), 1);
+        let order: Vec<(u128, bool)> = q
+            .candidates(10)
+            .iter()
+            .map(|c| (c.enqueued.duration_since(t0).as_millis(), c.late))
+            .collect();
+        assert_eq!(
+            order,
+            vec![(50, false), (60, false), (90, false), (0, true), (10, true)]
+        );
+    }
+
+    #[test]
+    fn fifo_lanes_and_requests_with_their_own_deadline_are_never_demoted() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = queue();
+        let (mut p, _rx) = pending(t0, 1);
+        p.deadline = Some(t0 + ms(500));
+        q.push(p);
+        assert_eq!(q.demote_late(t0 + ms(400), ms(96), ms), 0);
+        let mut fifo = queue();
+        fifo.set_edf(None);
+        let (p, _rx2) = pending(t0, 1);
+        fifo.push(p);
+        assert_eq!(fifo.demote_late(t0 + ms(400), ms(96), ms), 0);
     }
 }

@@ -197,6 +197,7 @@ impl Scheduler {
             enqueued,
             deadline: timeout.map(|t| enqueued + t),
             timeout_action: policy.timeout_action,
+            late: false,
             reply,
             span: req.span,
         };
@@ -293,11 +294,11 @@ impl Batcher<'_> {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.decide(now, &candidates)));
         let stalled = match &outcome {
             Err(_) => true,
-            // Waiting while the oldest request is already two objectives old means the
-            // controller has lost track of time.
-            Ok(Decision::Wait { .. }) => candidates
-                .iter()
-                .any(|x| now.saturating_duration_since(x.enqueued) > c.slo().saturating_mul(2)),
+            // Waiting while the most urgent request is already two objectives old means
+            // the controller has lost track of time.
+            Ok(Decision::Wait { .. }) => candidates.first().is_some_and(|x| {
+                now.saturating_duration_since(x.enqueued) > c.slo().saturating_mul(2)
+            }),
             Ok(_) => false,
         };
         if stalled && c.is_adaptive() {
@@ -345,11 +346,15 @@ fn drive(
     loop {
         let now = Instant::now();
         b.queue.expire(now);
-        if let Some(c) = &b.controller
+        if let Some(c) = &mut b.controller
             && c.is_adaptive()
         {
             let cost = c.cost();
             b.queue.reject_hopeless(now, |e| cost.predict(e));
+            let demoted = b.queue.demote_late(now, c.target(), |e| cost.predict(e));
+            if demoted > 0 {
+                c.on_demoted(demoted);
+            }
         }
         let mut wake = b.queue.next_deadline();
         while let Some(&instance) = b.idle.last() {

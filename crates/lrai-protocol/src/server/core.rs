@@ -200,6 +200,7 @@ fn adaptive_json(a: &lrai_monitor::AdaptiveStatus) -> serde_json::Value {
             "p95_us": us(a.window_p95),
             "slo_attainment": a.attainment,
             "arrival_rate_per_s": a.arrival_rate,
+            "demoted_late": a.window_demoted,
         },
     })
 }
