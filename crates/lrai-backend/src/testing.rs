@@ -27,6 +27,9 @@ pub struct FakeBackend {
     pub rows: Arc<AtomicUsize>,
     /// Sessions created (loads and reloads).
     pub loads: Arc<AtomicUsize>,
+    /// Inputs and outputs `[batch, seq]` with a variable `seq` instead of `[batch, 1]`
+    /// (for sequence padding); `y` has the shape of `x`.
+    pub variable_len: bool,
 }
 
 impl FakeBackend {
@@ -56,7 +59,12 @@ impl Backend for FakeBackend {
 
     fn load(&self, model: &ModelSource, _options: &SessionOptions) -> Result<Arc<dyn Session>> {
         self.loads.fetch_add(1, Ordering::Relaxed);
-        let (inputs, outputs) = FakeBackend::specs();
+        let (mut inputs, mut outputs) = FakeBackend::specs();
+        if self.variable_len {
+            for t in inputs.iter_mut().chain(outputs.iter_mut()) {
+                t.dims = Some(vec![Dim::Symbol("batch".into()), Dim::Symbol("seq".into())]);
+            }
+        }
         Ok(Arc::new(FakeSession {
             name: model.name().to_string(),
             inputs,
@@ -95,7 +103,9 @@ impl Session for FakeSession {
 
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn run(&self, inputs: &[(String, Tensor)]) -> Result<NamedTensors> {
-        let x = check_inputs(&self.name, &self.inputs, inputs)?[0].to_vec::<f32>()?;
+        let x_tensor = &check_inputs(&self.name, &self.inputs, inputs)?[0];
+        let shape = x_tensor.shape().to_vec();
+        let x = x_tensor.to_vec::<f32>()?;
         self.runs.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(x.len(), Ordering::Relaxed);
         if x.contains(&-1.0) {
@@ -112,6 +122,6 @@ impl Session for FakeSession {
             std::thread::sleep(Duration::from_millis((*ms - 1000.0) as u64));
         }
         let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
-        Ok(vec![("y".into(), Tensor::from_vec(vec![y.len(), 1], y)?)])
+        Ok(vec![("y".into(), Tensor::from_vec(shape, y)?)])
     }
 }

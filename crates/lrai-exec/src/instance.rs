@@ -165,7 +165,7 @@ impl<E: ReplyError> Actor<E> {
         let mut parts = Vec::with_capacity(batch.jobs.len());
         let mut spans = Vec::with_capacity(batch.jobs.len());
         for job in batch.jobs {
-            replies.push(job.reply);
+            replies.push((job.reply, job.padded_len));
             parts.push(job.inputs);
             spans.push(job.span);
         }
@@ -184,12 +184,13 @@ impl<E: ReplyError> Actor<E> {
                 self.spec
                     .metrics
                     .batch_executed(total_rows, replies.len(), batch.reason, timings);
-                for (reply, outputs) in replies.into_iter().zip(per_job) {
+                for ((reply, padded_len), outputs) in replies.into_iter().zip(per_job) {
                     // The client may have gone; nothing to do then.
                     let _ = reply.send(Ok(JobOutput {
                         outputs,
                         timings,
                         batch_rows: total_rows,
+                        padded_len,
                     }));
                 }
                 Ok(())
@@ -218,11 +219,10 @@ impl<E: ReplyError> Actor<E> {
     }
 }
 
-fn answer_all<E: ReplyError>(
-    replies: Vec<oneshot::Sender<std::result::Result<JobOutput, E>>>,
-    e: &ExecError,
-) {
-    for r in replies {
+type Reply<E> = oneshot::Sender<std::result::Result<JobOutput, E>>;
+
+fn answer_all<E: ReplyError>(replies: Vec<(Reply<E>, Option<usize>)>, e: &ExecError) {
+    for (r, _) in replies {
         let _ = r.send(Err(E::from(e.clone())));
     }
 }

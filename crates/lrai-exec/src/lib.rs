@@ -77,6 +77,8 @@ pub struct JobOutput {
     pub timings: BatchTimings,
     /// Rows in that batch.
     pub batch_rows: usize,
+    /// The job's `padded_len`, handed back.
+    pub padded_len: Option<usize>,
 }
 
 /// One request inside a batch. `E` is the error type of the layer that queued it (it
@@ -92,6 +94,9 @@ pub struct Job<E = ExecError> {
     pub reply: oneshot::Sender<std::result::Result<JobOutput, E>>,
     /// The request's span, entered on the instance thread.
     pub span: tracing::Span,
+    /// Length its variable axis was padded to so it could share the batch (set by the
+    /// scheduler, handed back in [`JobOutput::padded_len`] so the padding can be cut off).
+    pub padded_len: Option<usize>,
 }
 
 /// Requests to run together.

@@ -59,6 +59,7 @@ fn job(values: &[f32]) -> (Job, oneshot::Receiver<Result<JobOutput>>) {
             rows: values.len(),
             reply: tx,
             span: tracing::Span::none(),
+            padded_len: None,
         },
         rx,
     )

@@ -37,8 +37,6 @@ pub struct ModelHandle {
     pub(crate) backend: BackendKind,
     pub(crate) scheduler: Scheduler,
     pub(crate) metrics: Arc<ModelMetrics>,
-    /// Sequence-length buckets (`lrai.pad_buckets`), off by default.
-    pub(crate) padding: Option<lrai_sched::Padding>,
     /// What quantize-at-load did, when the config asked for it.
     pub(crate) prepared: Option<crate::Prepared>,
 }
@@ -236,21 +234,14 @@ impl ModelHandle {
         timeout: Option<Duration>,
         span: tracing::Span,
     ) -> Result<JobOutput> {
-        let (inputs, padded) = match &self.padding {
-            Some(p) => lrai_sched::pad::pad_inputs(p, inputs),
-            None => (inputs, None),
-        };
+        // Padding (lrai.pad_buckets) happens in the scheduler, per batch.
         let req = Request {
             inputs,
             priority,
             timeout,
             span,
         };
-        let mut out = self.scheduler.infer(req).await?;
-        if let (Some(p), Some(how)) = (&self.padding, padded) {
-            out.outputs = lrai_sched::pad::trim_outputs(p, how, out.outputs);
-        }
-        Ok(out)
+        Ok(self.scheduler.infer(req).await?)
     }
 
     /// Stops accepting requests and waits until the queued ones ran and the instances stopped.

@@ -214,7 +214,6 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
     mm.loaded(took);
     let backend = built.backend.kind();
     tracing::info!(model = %name, version, backend = %backend, max_batch_size = config.max_batch(), instances = config.instance_group.iter().map(|g| g.count).sum::<u32>(), load_ms = took.as_millis(), "model ready");
-    let padding = config.padding();
     Ok(Arc::new(ModelHandle {
         name,
         version,
@@ -224,7 +223,6 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
         backend,
         scheduler,
         metrics: mm,
-        padding,
         prepared: built.prepared,
     }))
 }
@@ -516,6 +514,7 @@ pub(crate) fn sched_config(
         );
         c.levels[0].max_queue_size = settings.default_max_queue_size;
         c.adaptive = adaptive_config(config);
+        c.padding = config.padding();
         return c;
     };
     let policy = BatchPolicy {
@@ -558,6 +557,7 @@ pub(crate) fn sched_config(
         default_priority,
         levels: level_policies,
         adaptive: adaptive_config(config),
+        padding: config.padding(),
     }
 }
 

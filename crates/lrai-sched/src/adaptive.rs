@@ -566,7 +566,8 @@ pub fn decide_adaptive(
     };
     let key = first.shape_key;
     let b_max = b_max.max(1);
-    let (mut rows, mut count, mut elements) = (0usize, 0usize, 0u64);
+    let (mut rows, mut count) = (0usize, 0usize);
+    let mut size = BatchSize::default();
     // Earliest objective among on-time members, and the oldest of them.
     let mut due: Option<Instant> = None;
     let mut oldest: Option<Instant> = None;
@@ -577,15 +578,16 @@ pub fn decide_adaptive(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let with = size.with(c);
         if count > 0 {
-            let too_slow = due_with.is_some_and(|d| now + cost.predict(elements + c.elements) > d);
+            let too_slow = due_with.is_some_and(|d| now + cost.predict(with.elements()) > d);
             if rows + c.rows > b_max || too_slow {
                 stopped = true;
                 break;
             }
         }
         rows += c.rows;
-        elements += c.elements;
+        size = with;
         count += 1;
         due = due_with;
         if !c.late {
@@ -596,6 +598,7 @@ pub fn decide_adaptive(
             break;
         }
     }
+    let elements = size.elements();
     let send = Decision::Send {
         count,
         reason: BatchReason::Adaptive,
@@ -625,6 +628,35 @@ pub fn decide_adaptive(
         return send;
     }
     Decision::Wait { until }
+}
+
+/// Input elements of a batch being formed, padded members counted at the longest
+/// member's length.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchSize {
+    /// Elements of members that are not padded.
+    plain: u64,
+    /// Elements per unit of length, summed over padded members.
+    per_len: u64,
+    longest: u64,
+}
+
+impl BatchSize {
+    fn with(self, c: &Candidate) -> BatchSize {
+        let mut s = self;
+        if c.len == 0 {
+            s.plain += c.elements;
+        } else {
+            let len = c.len as u64;
+            s.per_len += c.elements / len;
+            s.longest = s.longest.max(len);
+        }
+        s
+    }
+
+    fn elements(self) -> u64 {
+        self.plain + self.per_len * self.longest
+    }
 }
 
 /// Whether a request queued at `enqueued` with `elements` input elements can no longer

@@ -30,6 +30,7 @@ fn cand(t0: Instant, at_ms: f64, key: u64) -> Candidate {
         enqueued: t0 + ms(at_ms),
         elements: 10,
         late: false,
+        len: 0,
     }
 }
 
@@ -295,6 +296,7 @@ fn simulate_arrivals(ctrl: &mut Controller, arrivals: &[f64], cost: &CostFn) -> 
                 enqueued: a,
                 elements: 10,
                 late: false,
+                len: 0,
             });
             next += 1;
         }

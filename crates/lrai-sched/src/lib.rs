@@ -79,6 +79,9 @@ pub struct SchedConfig {
     /// A latency objective: batching adapts to it (and falls back to `policy`); `None`
     /// = `policy` exactly.
     pub adaptive: Option<AdaptiveConfig>,
+    /// Sequence-length buckets (`lrai.pad_buckets`): requests in one bucket share
+    /// batches, padded to the batch's longest; `None` = exact shapes only.
+    pub padding: Option<Padding>,
 }
 
 impl SchedConfig {
@@ -90,6 +93,7 @@ impl SchedConfig {
             default_priority: 1,
             levels: vec![QueuePolicy::default()],
             adaptive: None,
+            padding: None,
         }
     }
 }
@@ -184,13 +188,24 @@ pub enum SchedError {
 pub type Result<T, E = SchedError> = std::result::Result<T, E>;
 
 /// Rows this request adds and the key of its non-batch shapes.
-fn batch_key(config: &SchedConfig, inputs: &[(String, Tensor)]) -> Result<(usize, u64)> {
+/// Rows, shape-group key and (for paddable requests) length on the padded axis. With
+/// padding, the key has the bucket in place of that length.
+fn batch_key(
+    config: &SchedConfig,
+    inputs: &[(String, Tensor)],
+) -> Result<(usize, u64, Option<usize>)> {
     let mut parts: Vec<(&str, lrai_core::DataType, &[usize])> = inputs
         .iter()
         .map(|(n, t)| (n.as_str(), t.dtype(), t.shape()))
         .collect();
     parts.sort_by(|a, b| a.0.cmp(b.0));
     let batching = config.policy.max_batch_size > 0;
+    let padded = config
+        .padding
+        .as_ref()
+        .filter(|_| batching)
+        .and_then(|p| Some((p.axis, p.paddable_len(inputs)?, p)))
+        .and_then(|(axis, len, p)| Some((axis, len, p.bucket(len)?)));
     let mut hasher = DefaultHasher::new();
     let mut rows: Option<usize> = None;
     for (name, dtype, shape) in &parts {
@@ -205,7 +220,14 @@ fn batch_key(config: &SchedConfig, inputs: &[(String, Tensor)]) -> Result<(usize
                     ),
                 });
             };
-            rest.hash(&mut hasher);
+            match padded {
+                Some((axis, _, bucket)) if axis >= 1 && axis <= rest.len() => {
+                    let mut dims = rest.to_vec();
+                    dims[axis - 1] = bucket;
+                    dims.hash(&mut hasher);
+                }
+                _ => rest.hash(&mut hasher),
+            }
             match rows {
                 Some(r) if r != first => {
                     return Err(SchedError::BatchDim {
@@ -231,7 +253,7 @@ fn batch_key(config: &SchedConfig, inputs: &[(String, Tensor)]) -> Result<(usize
             ),
         });
     }
-    Ok((rows, hasher.finish()))
+    Ok((rows, hasher.finish(), padded.map(|p| p.1)))
 }
 
 #[cfg(test)]

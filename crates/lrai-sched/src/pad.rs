@@ -1,5 +1,6 @@
-//! Sequence-length buckets: pad a request's variable axis up to the next bucket so
-//! requests of similar length share a batch, and cut the padding off the outputs.
+//! Sequence-length buckets: requests whose variable axis falls in the same bucket share
+//! a batch, padded to the longest of that batch (not to the bucket: a request that runs
+//! alone is not padded at all), and the padding is cut off the outputs.
 //!
 //! Only for models that ignore padded positions through an attention mask (BERT-style
 //! encoders: `input_ids`, `attention_mask`, `token_type_ids` all padded with 0), so it is
@@ -39,9 +40,29 @@ impl Padding {
         (!b.is_empty() && axis > 0).then_some(Padding { axis, buckets: b })
     }
 
-    fn bucket(&self, len: usize) -> Option<usize> {
+    /// The bucket a length falls in (the smallest at or above it).
+    pub fn bucket(&self, len: usize) -> Option<usize> {
         self.buckets.iter().copied().find(|&b| b >= len)
     }
+
+    /// The request's length on the axis when it can share a bucket: every input
+    /// numeric, all the same length there, and within the last bucket.
+    pub fn paddable_len(&self, inputs: &[(String, Tensor)]) -> Option<usize> {
+        common_len(self.axis, inputs).filter(|&l| self.bucket(l).is_some())
+    }
+}
+
+/// The inputs' common length on `axis`, when all are numeric and agree.
+fn common_len(axis: usize, inputs: &[(String, Tensor)]) -> Option<usize> {
+    let mut len = None;
+    for (_, t) in inputs {
+        let l = *t.shape().get(axis)?;
+        if t.dtype() == DataType::Bytes || len.is_some_and(|x| x != l) {
+            return None;
+        }
+        len = Some(l);
+    }
+    len
 }
 
 /// Pads every input whose length on the axis is the request's length (numeric dtypes
@@ -51,18 +72,20 @@ pub fn pad_inputs(
     p: &Padding,
     inputs: Vec<(String, Tensor)>,
 ) -> (Vec<(String, Tensor)>, Option<Padded>) {
-    let lens: Vec<usize> = inputs
-        .iter()
-        .filter_map(|(_, t)| t.shape().get(p.axis).copied())
-        .collect();
-    let Some(&from) = lens.first() else {
-        return (inputs, None);
-    };
-    let numeric = inputs.iter().all(|(_, t)| t.dtype() != DataType::Bytes);
-    if !numeric || lens.iter().any(|&l| l != from) || lens.len() != inputs.len() {
-        return (inputs, None);
+    match p.paddable_len(&inputs).and_then(|l| p.bucket(l)) {
+        Some(to) => pad_inputs_to(p, inputs, to),
+        None => (inputs, None),
     }
-    let Some(to) = p.bucket(from).filter(|&to| to > from) else {
+}
+
+/// Pads every input (numeric, all of one length on the axis) with zeros up to `to`;
+/// unchanged when they are already that long.
+pub fn pad_inputs_to(
+    p: &Padding,
+    inputs: Vec<(String, Tensor)>,
+    to: usize,
+) -> (Vec<(String, Tensor)>, Option<Padded>) {
+    let Some(from) = common_len(p.axis, &inputs).filter(|&from| from < to) else {
         return (inputs, None);
     };
     let mut out = Vec::with_capacity(inputs.len());

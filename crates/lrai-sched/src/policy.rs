@@ -55,6 +55,9 @@ pub struct Candidate {
     /// It can no longer meet the latency objective even alone (adaptive lanes only):
     /// the queue serves it after the requests that still can.
     pub late: bool,
+    /// Length on the padded axis for requests that share padded batches (0 = none):
+    /// a batch costs as if every member were as long as its longest.
+    pub len: usize,
 }
 
 /// The policy's answer.
@@ -167,6 +170,7 @@ mod tests {
                 enqueued: t0 + Duration::from_micros(at_us),
                 elements: rows as u64,
                 late: false,
+                len: 0,
             })
             .collect()
     }

@@ -35,6 +35,8 @@ pub(crate) struct Pending {
     pub(crate) timeout_action: TimeoutAction,
     /// Demoted: it cannot meet the objective any more (EDF lanes keep these last).
     pub(crate) late: bool,
+    /// Length on the padded axis, for requests that can share a padded batch.
+    pub(crate) seq_len: Option<usize>,
     pub(crate) reply: Reply,
     pub(crate) span: tracing::Span,
 }
@@ -50,6 +52,8 @@ pub(crate) struct Queue {
     /// Earliest deadline first within a lane, with this objective as the deadline of
     /// requests that carry none; `None` = FIFO.
     edf: Option<Duration>,
+    /// Sequence-length buckets: a batch's members are padded to its longest.
+    padding: Option<crate::Padding>,
 }
 
 fn us(d: Duration) -> u64 {
@@ -69,7 +73,13 @@ impl Queue {
             model: model.to_string(),
             next_deadline: None,
             edf: None,
+            padding: None,
         }
+    }
+
+    /// Pads the members of each batch to its longest from now on.
+    pub(crate) fn set_padding(&mut self, padding: Option<crate::Padding>) {
+        self.padding = padding;
     }
 
     /// Orders each lane by deadline from now on (`slo` = deadline of requests without one).
@@ -121,6 +131,7 @@ impl Queue {
                 enqueued: p.enqueued,
                 elements: p.elements,
                 late: p.late,
+                len: p.seq_len.unwrap_or(0),
             })
             .collect()
     }
@@ -199,15 +210,45 @@ impl Queue {
                 }
                 elements += p.elements;
                 enqueued.push(p.enqueued);
-                jobs.push(Job {
-                    inputs: p.inputs,
-                    rows: p.rows,
-                    reply: p.reply,
-                    span: p.span,
-                });
+                jobs.push((
+                    Job {
+                        inputs: p.inputs,
+                        rows: p.rows,
+                        reply: p.reply,
+                        span: p.span,
+                        padded_len: None,
+                    },
+                    p.seq_len,
+                ));
             }
         }
-        (jobs, elements, enqueued)
+        let elements = self.pad_batch(&mut jobs).unwrap_or(elements);
+        (jobs.into_iter().map(|j| j.0).collect(), elements, enqueued)
+    }
+
+    /// Pads the jobs of a batch whose lengths differ to the longest; returns the
+    /// padded batch's input elements (`None` = nothing padded).
+    fn pad_batch(&self, jobs: &mut [(Job<SchedError>, Option<usize>)]) -> Option<u64> {
+        let p = self.padding.as_ref()?;
+        let longest = jobs.iter().filter_map(|j| j.1).max()?;
+        if jobs.iter().all(|j| j.1 == Some(longest)) {
+            return None;
+        }
+        let mut elements = 0u64;
+        for (job, len) in jobs.iter_mut() {
+            if len.is_some_and(|l| l < longest) {
+                let inputs = std::mem::take(&mut job.inputs);
+                let (inputs, padded) = crate::pad::pad_inputs_to(p, inputs, longest);
+                job.inputs = inputs;
+                job.padded_len = padded.map(|x| x.to);
+            }
+            elements += job
+                .inputs
+                .iter()
+                .map(|(_, t)| t.shape().iter().product::<usize>() as u64)
+                .sum::<u64>();
+        }
+        Some(elements)
     }
 
     /// Answers at once the requests with a deadline (REJECT policy) that cannot meet it
@@ -314,6 +355,7 @@ mod tests {
             deadline: None,
             timeout_action: TimeoutAction::Reject,
             late: false,
+            seq_len: None,
             reply,
             span: tracing::Span::none(),
         };

@@ -83,7 +83,8 @@ impl Scheduler {
         // Instances report idleness on the batcher's own channel.
         let notify: IdleNotifier = Arc::new(move |id| idle_tx.send(Event::Idle(id)).is_ok());
         let pool = start_pool(&notify)?;
-        let queue = Queue::new(&config.model, Arc::clone(&counters), Arc::clone(&metrics));
+        let mut queue = Queue::new(&config.model, Arc::clone(&counters), Arc::clone(&metrics));
+        queue.set_padding(config.padding.clone());
         let cfg = Arc::clone(&config);
         let name = format!("b-{}", config.model);
         let m = Arc::clone(&metrics);
@@ -141,6 +142,8 @@ impl Scheduler {
     /// # Errors
     /// [`SchedError::QueueFull`], [`SchedError::BadPriority`], [`SchedError::BatchDim`],
     /// [`SchedError::NotServing`].
+    /// With padding configured, the outputs may still carry the batch's padding
+    /// ([`JobOutput::padded_len`]); [`Scheduler::infer`] cuts it off.
     pub fn submit(&self, req: Request) -> Result<oneshot::Receiver<Result<JobOutput>>> {
         let cfg = &self.config;
         let levels = cfg.levels.len();
@@ -165,7 +168,7 @@ impl Scheduler {
                 model: cfg.model.clone(),
             });
         }
-        let (rows, shape_key) = batch_key(cfg, &req.inputs)?;
+        let (rows, shape_key, seq_len) = batch_key(cfg, &req.inputs)?;
         let counter = &self.counters[level];
         let waiting = counter.fetch_add(1, Ordering::Relaxed);
         if waiting >= policy.max_queue_size {
@@ -198,6 +201,7 @@ impl Scheduler {
             deadline: timeout.map(|t| enqueued + t),
             timeout_action: policy.timeout_action,
             late: false,
+            seq_len,
             reply,
             span: req.span,
         };
@@ -217,12 +221,21 @@ impl Scheduler {
     /// # Errors
     /// As [`Scheduler::submit`], plus the request's own outcome (timeout, exec errors).
     pub async fn infer(&self, req: Request) -> Result<JobOutput> {
+        let padding = self.config.padding.as_ref();
+        let from = padding.and_then(|p| p.paddable_len(&req.inputs));
         let rx = self.submit(req)?;
-        rx.await.unwrap_or_else(|_| {
+        let mut out = rx.await.unwrap_or_else(|_| {
             Err(SchedError::NotServing {
                 model: self.config.model.clone(),
             })
-        })
+        })?;
+        if let (Some(p), Some(from), Some(to)) = (padding, from, out.padded_len)
+            && to > from
+        {
+            out.outputs = crate::pad::trim_outputs(p, crate::Padded { from, to }, out.outputs);
+            out.padded_len = None;
+        }
+        Ok(out)
     }
 
     /// Stops accepting, lets queued requests run, stops the instances, and waits.

@@ -23,7 +23,11 @@ struct Rig {
 }
 
 fn rig(config: SchedConfig) -> Rig {
-    let backend = Arc::new(FakeBackend::default());
+    rig_with(config, FakeBackend::default())
+}
+
+fn rig_with(config: SchedConfig, backend: FakeBackend) -> Rig {
+    let backend = Arc::new(backend);
     let metrics = Metrics::new().unwrap().model("fake", "1");
     let b = Arc::clone(&backend);
     let source = ModelSource::from_bytes("fake", Bytes::from_static(b"\x3a\x00")).unwrap();
@@ -353,5 +357,62 @@ async fn the_adaptive_batcher_publishes_its_status() {
     assert_eq!(s.slo, Duration::from_millis(200));
     assert!(s.window_requests > 0);
     assert!(s.max_batch_size >= 1 && s.max_batch_size <= 8);
+    r.sched.shutdown().await;
+}
+
+fn seq_req(values: &[f32]) -> Request {
+    Request {
+        inputs: vec![(
+            "x".into(),
+            Tensor::from_vec(vec![1, values.len()], values.to_vec()).unwrap(),
+        )],
+        priority: None,
+        timeout: None,
+        span: tracing::Span::none(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lengths_in_one_bucket_share_a_batch_padded_to_its_longest_and_trimmed_back() {
+    let mut cfg = batching(4, 0);
+    cfg.padding = Padding::parse(1, "8,64");
+    let r = rig_with(
+        cfg,
+        FakeBackend {
+            variable_len: true,
+            ..FakeBackend::default()
+        },
+    );
+    let slow = busy(&r, 300).await;
+    let short = [1.0, 2.0, 3.0];
+    let long = [4.0, 5.0, 6.0, 7.0, 8.0];
+    let a = tokio::spawn({
+        let rx = r.sched.submit(seq_req(&short));
+        async move { rx.unwrap().await }
+    });
+    let b = r.sched.infer(seq_req(&long));
+    let (b, _) = tokio::join!(b, slow);
+    let b = b.unwrap();
+    let a_raw = a.await.unwrap().unwrap().unwrap();
+    assert_eq!(b.batch_rows, 2, "3 and 5 are both in bucket 8: one batch");
+    assert_eq!(y(&b), vec![8.0, 10.0, 12.0, 14.0, 16.0]);
+    // Padded to the batch's longest (5), not to the bucket (8): 1 + 2 × 5 elements ran.
+    assert_eq!(a_raw.padded_len, Some(5));
+    assert_eq!(r.backend.rows.load(Ordering::Relaxed), 11);
+    // Through infer the padding is cut off exactly.
+    let slow = busy(&r, 200).await;
+    let a2 = r.sched.infer(seq_req(&short));
+    let b2 = r.sched.infer(seq_req(&long));
+    let (a2, b2, _) = tokio::join!(a2, b2, slow);
+    let (a2, b2) = (a2.unwrap(), b2.unwrap());
+    assert_eq!(a2.batch_rows, 2);
+    assert_eq!(y(&a2), vec![2.0, 4.0, 6.0]);
+    assert_eq!(a2.outputs[0].1.shape(), &[1, 3]);
+    assert_eq!(y(&b2), vec![8.0, 10.0, 12.0, 14.0, 16.0]);
+    // Alone, nothing is padded.
+    let before = r.backend.rows.load(Ordering::Relaxed);
+    let c = r.sched.infer(seq_req(&short)).await.unwrap();
+    assert_eq!(c.padded_len, None);
+    assert_eq!(r.backend.rows.load(Ordering::Relaxed) - before, 3);
     r.sched.shutdown().await;
 }
