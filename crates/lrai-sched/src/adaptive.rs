@@ -546,9 +546,10 @@ pub struct BatchDone<'a> {
 /// The adaptive fast path (see the module docs). `target` is the objective minus the
 /// margin; `rate` is arrivals per second; `b_max` the model's largest batch.
 ///
-/// The batch takes the most urgent request's shape group in service order (late
-/// requests last, see [`is_late`]), up to `b_max` rows and only as long as the batch
-/// would still finish within the objective of every on-time member: under a backlog,
+/// The batch takes the most urgent request's shape group in service order (given-up
+/// requests last, see [`late_set`]), up to `b_max` rows, only while the batch would
+/// still finish within the objective of every on-time member and costs less than
+/// running the newcomer separately (padding can cost more than it saves): under a backlog,
 /// batches grow to what the deadlines allow (work conserving), not just to the tuned
 /// size. The tuned size `params.max_batch` and delay only decide whether a batch that
 /// is not there yet is worth waiting for.
@@ -580,8 +581,11 @@ pub fn decide_adaptive(
         };
         let with = size.with(c);
         if count > 0 {
-            let too_slow = due_with.is_some_and(|d| now + cost.predict(with.elements()) > d);
-            if rows + c.rows > b_max || too_slow {
+            let batch = cost.predict(with.elements());
+            let too_slow = due_with.is_some_and(|d| now + batch > d);
+            // Padding to a longer member can cost more than batching saves.
+            let not_worth = batch > cost.predict(size.elements()) + cost.predict(c.elements);
+            if rows + c.rows > b_max || too_slow || not_worth {
                 stopped = true;
                 break;
             }
@@ -659,16 +663,44 @@ impl BatchSize {
     }
 }
 
-/// Whether a request queued at `enqueued` with `elements` input elements can no longer
-/// finish within `target` of its arrival even if it ran alone from `now` on.
-pub fn is_late(
-    now: Instant,
-    target: Duration,
-    cost: &CostModel,
-    enqueued: Instant,
-    elements: u64,
-) -> bool {
-    enqueued + target < now + cost.predict(elements)
+/// One queued request as [`late_set`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    /// When it must be done.
+    pub due: Instant,
+    /// Its predicted cost run alone.
+    pub cost: Duration,
+    /// Whether it may be given up (requests with their own deadline may not).
+    pub movable: bool,
+}
+
+/// Which requests to give up so that as many as possible of the rest finish on time:
+/// Moore–Hodgson's algorithm (optimal for one machine, jobs in deadline order): add
+/// jobs in order; whenever the last would finish late, drop the costliest kept so far
+/// (the oldest among equals). The schedule starts at `start` on `parallel` instances
+/// (approximated as one `parallel` times faster). Sacrificing one long request to save
+/// several short ones is what a p95 objective wants.
+pub fn late_set(start: Instant, parallel: usize, jobs: &[Job]) -> Vec<bool> {
+    let parallel = u32::try_from(parallel.max(1)).unwrap_or(u32::MAX);
+    let mut give_up = vec![false; jobs.len()];
+    // (cost, Reverse(index)): the costliest first, the oldest among equal costs.
+    let mut kept: std::collections::BinaryHeap<(Duration, std::cmp::Reverse<usize>)> =
+        std::collections::BinaryHeap::new();
+    let mut t = start;
+    for (i, j) in jobs.iter().enumerate() {
+        let c = j.cost / parallel;
+        t += c;
+        if j.movable {
+            kept.push((c, std::cmp::Reverse(i)));
+        }
+        if t > j.due
+            && let Some((c_max, std::cmp::Reverse(k))) = kept.pop()
+        {
+            give_up[k] = true;
+            t = t.checked_sub(c_max).unwrap_or(start);
+        }
+    }
+    give_up
 }
 
 fn percentile(xs: &[Duration], q: f64) -> Duration {

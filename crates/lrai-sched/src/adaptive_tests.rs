@@ -310,9 +310,19 @@ fn simulate_arrivals(ctrl: &mut Controller, arrivals: &[f64], cost: &CostFn) -> 
         if running.is_none() {
             if ctrl.is_adaptive() {
                 let target = ctrl.target();
+                let jobs: Vec<Job> = queue
+                    .iter()
+                    .take_while(|c| !c.late)
+                    .map(|c| Job {
+                        due: c.enqueued + target,
+                        cost: ctrl.cost().predict(c.elements),
+                        movable: true,
+                    })
+                    .collect();
+                let give_up = late_set(now, 1, &jobs);
                 let mut demoted = 0;
-                for c in &mut queue {
-                    if !c.late && is_late(now, target, ctrl.cost(), c.enqueued, c.elements) {
+                for (c, g) in queue.iter_mut().zip(give_up) {
+                    if g {
                         c.late = true;
                         demoted += 1;
                     }
@@ -556,4 +566,67 @@ fn status_reports_settings_model_and_attainment() {
         "{}",
         s.arrival_rate
     );
+}
+
+#[test]
+fn gives_up_one_long_request_to_save_several_short_ones() {
+    let t0 = Instant::now();
+    // Due at 10, 11, 12, 13 ms; the first costs 8 ms, the others 2 ms each. In order,
+    // the third would finish at 12... the fourth at 14 > 13: the 8 ms one is given up
+    // and the three short ones all make it.
+    let job = |due: f64, cost: f64| Job {
+        due: t0 + ms(due),
+        cost: ms(cost),
+        movable: true,
+    };
+    let jobs = [
+        job(10.0, 8.0),
+        job(11.0, 2.0),
+        job(12.0, 2.0),
+        job(13.0, 2.0),
+    ];
+    assert_eq!(late_set(t0, 1, &jobs), vec![true, false, false, false]);
+    // Equal costs: the oldest is given up, the younger ones have more time left.
+    let jobs = [job(3.0, 2.0), job(4.0, 2.0), job(5.0, 2.0)];
+    assert_eq!(late_set(t0, 1, &jobs), vec![true, false, false]);
+    // Requests with a deadline of their own are never given up.
+    let fixed = Job {
+        movable: false,
+        ..job(10.0, 8.0)
+    };
+    let jobs = [fixed, job(11.0, 2.0), job(12.0, 2.0), job(13.0, 2.0)];
+    assert_eq!(late_set(t0, 1, &jobs), vec![false, true, false, false]);
+    // Two instances: twice the work fits.
+    let jobs = [job(4.0, 2.0), job(4.0, 2.0), job(4.0, 2.0), job(4.0, 2.0)];
+    assert_eq!(late_set(t0, 2, &jobs), vec![false; 4]);
+}
+
+#[test]
+fn padding_that_costs_more_than_it_saves_is_not_batched() {
+    let t0 = Instant::now();
+    // Cost 1 ms + 0.1 ms per element; lengths 10 and 100 (10 elements per unit of
+    // length): padding the short one to 100 adds 90 elements × 10 = 90 ms of work to
+    // save 1 ms. Two of length 100 share a batch.
+    let mut c = CostModel::default();
+    for n in [10u64, 100, 1000, 4000] {
+        for _ in 0..5 {
+            c.observe(n, ms(1.0 + 0.1 * n as f64));
+        }
+    }
+    c.refit();
+    let seq = |len: usize, at: f64| Candidate {
+        len,
+        elements: 10 * len as u64,
+        ..cand(t0, at, 7)
+    };
+    let p = Params {
+        max_batch: 1,
+        max_delay: Duration::ZERO,
+    };
+    let mixed = [seq(10, 0.0), seq(100, 0.1)];
+    let d = decide_adaptive(t0, p, 8, &c, 1000.0, ms(1000.0), &mixed);
+    assert!(matches!(d, Decision::Send { count: 1, .. }), "{d:?}");
+    let same = [seq(100, 0.0), seq(100, 0.1)];
+    let d = decide_adaptive(t0, p, 8, &c, 1000.0, ms(1000.0), &same);
+    assert!(matches!(d, Decision::Send { count: 2, .. }), "{d:?}");
 }

@@ -136,15 +136,19 @@ impl Queue {
             .collect()
     }
 
-    /// Moves the requests that can no longer finish within `target` of their arrival,
-    /// even run alone right now (`alone` = predicted cost), behind the ones that still
-    /// can, oldest first. They are late whatever happens; served first, they would make
-    /// the others late too (the domino effect of EDF under overload). Only requests
-    /// without a deadline of their own: those follow their timeout policy instead.
-    /// Returns how many moved.
+    /// Moves requests behind the others when serving them on time would make more of
+    /// the others late ([`crate::adaptive::late_set`], Moore–Hodgson's rule: in deadline
+    /// order, whenever one would finish late, give up the costliest so far). The
+    /// predicted schedule starts at `start` (when an instance is next free) on
+    /// `parallel` instances; `alone` is a request's predicted cost. Given-up requests
+    /// still run, oldest first, when nothing on time waits: served first, they would
+    /// make the others late too (the domino effect of EDF under overload). Requests
+    /// with a deadline of their own follow their timeout policy instead and are never
+    /// moved. Returns how many moved.
     pub(crate) fn demote_late(
         &mut self,
-        now: Instant,
+        start: Instant,
+        parallel: usize,
         target: Duration,
         alone: impl Fn(u64) -> Duration,
     ) -> usize {
@@ -153,21 +157,34 @@ impl Queue {
         }
         let mut moved = 0;
         for lane in &mut self.lanes {
-            let due = |p: &Pending| {
-                !p.late && p.deadline.is_none() && p.enqueued + target < now + alone(p.elements)
-            };
-            if !lane.iter().any(due) {
+            let on_time = lane.iter().take_while(|p| !p.late);
+            let jobs: Vec<crate::adaptive::Job> = on_time
+                .map(|p| crate::adaptive::Job {
+                    due: p.deadline.unwrap_or(p.enqueued + target),
+                    cost: alone(p.elements),
+                    movable: p.deadline.is_none(),
+                })
+                .collect();
+            let give_up = crate::adaptive::late_set(start, parallel, &jobs);
+            if !give_up.iter().any(|&g| g) {
                 continue;
             }
-            let (mut late, on_time): (Vec<Pending>, Vec<Pending>) =
-                lane.drain(..).partition(|p| p.late || due(p));
-            moved += late.iter().filter(|p| !p.late).count();
-            for p in &mut late {
-                p.late = true;
+            let mut kept = VecDeque::with_capacity(lane.len());
+            let mut late = Vec::new();
+            for (i, mut p) in lane.drain(..).enumerate() {
+                if p.late || give_up.get(i).copied().unwrap_or(false) {
+                    if !p.late {
+                        moved += 1;
+                        p.late = true;
+                    }
+                    late.push(p);
+                } else {
+                    kept.push_back(p);
+                }
             }
             late.sort_by_key(|p| p.enqueued);
-            lane.extend(on_time);
-            lane.extend(late);
+            kept.extend(late);
+            *lane = kept;
         }
         moved
     }
@@ -384,7 +401,7 @@ mod tests {
             q.push(p);
             keep.push(rx);
         }
-        let moved = q.demote_late(t0 + ms(95), ms(96), ms);
+        let moved = q.demote_late(t0 + ms(95), 1, ms(96), ms);
         assert_eq!(moved, 1);
         let order: Vec<(Instant, bool)> = q
             .candidates(10)
@@ -405,7 +422,7 @@ mod tests {
         let (p, rx) = pending(t0 + ms(90), 1);
         q.push(p);
         keep.push(rx);
-        assert_eq!(q.demote_late(t0 + ms(120), ms(96), ms), 1);
+        assert_eq!(q.demote_late(t0 + ms(120), 1, ms(96), ms), 1);
         let order: Vec<(u128, bool)> = q
             .candidates(10)
             .iter()
@@ -425,11 +442,11 @@ mod tests {
         let (mut p, _rx) = pending(t0, 1);
         p.deadline = Some(t0 + ms(500));
         q.push(p);
-        assert_eq!(q.demote_late(t0 + ms(400), ms(96), ms), 0);
+        assert_eq!(q.demote_late(t0 + ms(400), 1, ms(96), ms), 0);
         let mut fifo = queue();
         fifo.set_edf(None);
         let (p, _rx2) = pending(t0, 1);
         fifo.push(p);
-        assert_eq!(fifo.demote_late(t0 + ms(400), ms(96), ms), 0);
+        assert_eq!(fifo.demote_late(t0 + ms(400), 1, ms(96), ms), 0);
     }
 }

@@ -364,7 +364,21 @@ fn drive(
         {
             let cost = c.cost();
             b.queue.reject_hopeless(now, |e| cost.predict(e));
-            let demoted = b.queue.demote_late(now, c.target(), |e| cost.predict(e));
+            // The next instance frees up when its batch is predicted to end.
+            let start = if b.idle.is_empty() {
+                b.running
+                    .iter()
+                    .flatten()
+                    .map(|r| r.dispatched + r.predicted)
+                    .min()
+                    .map_or(now, |t| t.max(now))
+            } else {
+                now
+            };
+            let parallel = b.running.len();
+            let demoted = b
+                .queue
+                .demote_late(start, parallel, c.target(), |e| cost.predict(e));
             if demoted > 0 {
                 c.on_demoted(demoted);
             }
