@@ -502,7 +502,121 @@ pub(crate) fn prune(graph: &mut GraphProto) {
         .retain(|v| v.name.as_ref().is_some_and(|n| used.contains(n)));
 }
 
-/// Gives the graph's inner tensors short names (`q0`, `q1`, …) and drops the names of
+/// Initializers with the same type, shape and contents (an activation's scale and zero
+/// point read by its `Q` and every `DQ`, the weights' zero points, the scale a
+/// pass-through node keeps) become one: readers are pointed at the first. Only small
+/// ones (at most 64 elements) are compared, and never graph inputs or outputs or a graph
+/// with subgraphs (which may read outer names implicitly).
+pub(crate) fn share_constants(graph: &mut GraphProto) {
+    if has_subgraphs(graph) {
+        return;
+    }
+    let io: HashSet<String> = graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .filter_map(|v| v.name.clone())
+        .collect();
+    let mut first: HashMap<Vec<u8>, String> = HashMap::new();
+    let mut alias: HashMap<String, String> = HashMap::new();
+    for t in &graph.initializer {
+        let Some(name) = t.name.as_deref() else {
+            continue;
+        };
+        if io.contains(name) || element_count(t) > 64 || is_external(t) {
+            continue;
+        }
+        let mut key = t.clone();
+        key.name = None;
+        let key = prost::Message::encode_to_vec(&key);
+        match first.get(&key) {
+            Some(f) => {
+                alias.insert(name.to_string(), f.clone());
+            }
+            None => {
+                first.insert(key, name.to_string());
+            }
+        }
+    }
+    if alias.is_empty() {
+        return;
+    }
+    for n in &mut graph.node {
+        for i in &mut n.input {
+            if let Some(a) = alias.get(i.as_str()) {
+                i.clone_from(a);
+            }
+        }
+    }
+    graph
+        .initializer
+        .retain(|t| t.name.as_deref().is_none_or(|n| !alias.contains_key(n)));
+}
+
+fn has_subgraphs(graph: &GraphProto) -> bool {
+    graph.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    })
+}
+
+/// Drops attributes that only restate the ONNX default (`dilations`, `strides` of all
+/// ones, `pads` of zeros, `group` 1, `ceil_mode` 0, Gemm's `alpha`/`beta` 1 and `transA`/
+/// `transB` 0, Flatten's `axis` 1): exporters write them all, and on a small model they
+/// are a few percent of the file. Only ops and attributes whose defaults the ONNX spec
+/// fixes for every opset the quantizer accepts are touched.
+pub(crate) fn drop_default_attributes(graph: &mut GraphProto) {
+    for n in &mut graph.node {
+        if !default_domain(n) {
+            continue;
+        }
+        let op_type = op(n).to_string();
+        n.attribute.retain(|a| !is_default(&op_type, a));
+    }
+}
+
+fn is_default(op_type: &str, a: &AttributeProto) -> bool {
+    let all = |v: i64| !a.ints.is_empty() && a.ints.iter().all(|&x| x == v);
+    let int = |v: i64| a.ints.is_empty() && a.i == Some(v);
+    let float = |v: f32| a.f == Some(v);
+    match (op_type, a.name.as_deref().unwrap_or("")) {
+        ("Conv" | "MaxPool" | "AveragePool" | "LpPool", "strides" | "dilations") => all(1),
+        ("Conv" | "MaxPool" | "AveragePool" | "LpPool", "pads") => all(0),
+        ("Conv", "group") => int(1),
+        ("MaxPool" | "AveragePool", "ceil_mode") => int(0),
+        ("MaxPool", "storage_order") => int(0),
+        ("AveragePool", "count_include_pad") => int(0),
+        ("Gemm", "alpha" | "beta") => float(1.0),
+        ("Gemm", "transA" | "transB") => int(0),
+        ("Flatten", "axis") => int(1),
+        _ => false,
+    }
+}
+
+/// The `n`th shortest C identifier: `a`…`z`, `A`…`Z`, then `aa`, `ab`, … `a0`…`a9`, `ba`, …
+fn short_name(mut n: usize) -> String {
+    const ALNUM: &[u8; 62] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rest = 0u32; // characters after the first
+    let mut count = 52usize;
+    while n >= count {
+        n -= count;
+        rest += 1;
+        count = count.saturating_mul(62);
+    }
+    let tail = 62usize.pow(rest);
+    let mut out = String::with_capacity(rest as usize + 1);
+    out.push(char::from(ALNUM[n / tail]));
+    let mut n = n % tail;
+    for k in (0..rest).rev() {
+        let p = 62usize.pow(k);
+        out.push(char::from(ALNUM[n / p]));
+        n %= p;
+    }
+    out
+}
+
+/// Gives the graph's inner tensors short names (`a`, `b`, …, `aa`, …) and drops the names of
 /// the nodes a rewrite added. On small models the long derived names (`/net/net.1/Relu_
 /// output_0_QuantizeLinear`, each tensor named again in every node that uses it) were a
 /// quarter of the quantized file. The model's inputs and outputs keep their names, and
@@ -543,7 +657,7 @@ pub(crate) fn compact_names(original: &GraphProto, graph: &mut GraphProto) {
         }
         let short = renamed.entry(name.clone()).or_insert_with(|| {
             loop {
-                let candidate = format!("q{next}");
+                let candidate = short_name(next);
                 next += 1;
                 if !kept.contains(candidate.as_str()) {
                     break candidate;
@@ -659,11 +773,23 @@ mod tests {
             (Some("r"), "x")
         );
         assert_eq!(n[1].name, None, "added nodes lose their names");
-        assert_eq!(n[1].input, ["q0", "q1"]);
+        assert_eq!(n[1].input, ["a", "b"]);
         assert_eq!(
             (n[2].input[0].as_str(), n[2].output[0].as_str()),
-            ("q2", "y")
+            ("c", "y")
         );
-        assert_eq!(rewritten.initializer[0].name.as_deref(), Some("q1"));
+        assert_eq!(rewritten.initializer[0].name.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn short_names_are_distinct_identifiers() {
+        let names: Vec<String> = (0..52 + 52 * 62 + 10).map(short_name).collect();
+        assert_eq!((names[0].as_str(), names[51].as_str()), ("a", "Z"));
+        assert_eq!((names[52].as_str(), names[53].as_str()), ("aa", "ab"));
+        assert_eq!(names[52 + 52 * 62].as_str(), "aaa");
+        let distinct: HashSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len());
+        assert!(names.iter().all(|n| n.as_bytes()[0].is_ascii_alphabetic()
+            && n.bytes().all(|b| b.is_ascii_alphanumeric())));
     }
 }

@@ -123,6 +123,13 @@ pub(crate) fn quantize_per_channel(
     QuantizedWeight { values: q, scales }
 }
 
+/// Quantizes `values` (any shape) with one symmetric int8 scale for the whole tensor:
+/// one scale and one zero point instead of one per channel, which on tiny models is a
+/// visible share of the file (64 floats for a 64-unit layer).
+pub(crate) fn quantize_per_tensor(values: &[f32], reduce_range: bool) -> QuantizedWeight {
+    quantize_per_channel(values, &[1, values.len()], 0, reduce_range)
+}
+
 /// Quantizes a bias to int32 with scale `input_scale · weight_scale[c]` per channel
 /// (what QLinearConv/QGemm expect). Values beyond int32 saturate.
 pub(crate) fn quantize_bias(
@@ -212,6 +219,14 @@ mod tests {
         let q = quantize_per_channel(&[1.0, 2.0, -1.0, 4.0, 0.5, 1.0], &[3, 2], 1, false);
         assert!((q.scales[0] - 1.0 / 127.0).abs() < 1e-9);
         assert!((q.scales[1] - 4.0 / 127.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn per_tensor_weights_use_the_whole_range() {
+        let q = quantize_per_tensor(&[1.0, -0.5, 10.0, -10.0], false);
+        assert_eq!(q.scales.len(), 1);
+        assert!((q.scales[0] - 10.0 / 127.0).abs() < 1e-9);
+        assert_eq!(q.values, vec![13, -6, 127, -127]);
     }
 
     #[test]

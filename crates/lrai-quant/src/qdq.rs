@@ -274,6 +274,8 @@ pub(crate) struct StaticSettings {
     pub(crate) activation: ActivationType,
     /// 7-bit weights.
     pub(crate) reduce_range: bool,
+    /// One weight scale per tensor instead of per output channel.
+    pub(crate) per_tensor: bool,
 }
 
 /// Writes the QDQ model with every layer quantized except those in `float_layers`.
@@ -354,6 +356,9 @@ pub(crate) fn apply(
         }
     }
     // (b) pass-through nodes whose input is quantized, in graph order so chains follow.
+    // They run on the integers (`Q→MaxPool→Flatten→DQ`, what ONNX Runtime's QDQ
+    // transformer makes of `DQ→MaxPool→Q`), which saves a Q/DQ pair and a scale each.
+    let mut int_pass: HashSet<usize> = HashSet::new();
     for u in active.iter().filter(|u| u.kind == Kind::PassThrough) {
         let n = &graph.node[u.node];
         let (Some(i), Some(o)) = (n.input.first(), n.output.first()) else {
@@ -363,6 +368,7 @@ pub(crate) fn apply(
             && quantizable_tensor(o)
         {
             let p = e.params;
+            int_pass.insert(u.node);
             edges.insert(
                 o.clone(),
                 Edge {
@@ -447,6 +453,18 @@ pub(crate) fn apply(
         if removed.contains(&i) {
             continue;
         }
+        if int_pass.contains(&i)
+            && let (Some(x), Some(o)) = (n.input.first(), n.output.first())
+            && let Some(e) = edges.get(x)
+            && let Some((xq, _)) = q_of_source.get(e.source.as_str())
+            && let Some((oq, _)) = q_of_source.get(o.as_str())
+        {
+            let mut node = n.clone();
+            node.input[0].clone_from(xq);
+            node.output[0].clone_from(oq);
+            nodes.push(node);
+            continue;
+        }
         let mut node = n.clone();
         let weighted_kind = active_weighted.get(&i).copied();
         let input_scale = n
@@ -464,7 +482,7 @@ pub(crate) fn apply(
                     let (dq, scales) = weight_dq(
                         &index,
                         t,
-                        *axis,
+                        (!settings.per_tensor).then_some(*axis),
                         settings.reduce_range,
                         &mut names,
                         &mut new_inits,
@@ -485,14 +503,25 @@ pub(crate) fn apply(
                     let bs = names.fresh(&format!("{t}_i32_scale"));
                     let dims = [i64::try_from(q.len()).unwrap_or(0)];
                     new_inits.push(graph::i32_tensor(&bq, &dims, &q));
-                    new_inits.push(graph::f32_tensor(&bs, &dims, &scales));
+                    // Per-tensor weights give one bias scale: a scalar, no axis.
+                    let (scale_dims, axis): (&[i64], _) = if weight_scales.len() == 1 {
+                        (&[], vec![])
+                    } else {
+                        (&dims, vec![int_attr("axis", 0)])
+                    };
+                    let scales = if weight_scales.len() == 1 {
+                        &scales[..1.min(scales.len())]
+                    } else {
+                        &scales[..]
+                    };
+                    new_inits.push(graph::f32_tensor(&bs, scale_dims, scales));
                     let out = names.fresh(&format!("{t}_dq"));
                     nodes.push(make_node(
                         "DequantizeLinear",
                         names.fresh(&format!("{t}_DequantizeLinear")),
                         vec![bq, bs],
                         vec![out.clone()],
-                        vec![int_attr("axis", 0)],
+                        axis,
                     ));
                     node.input[slot] = out;
                     continue;
@@ -549,12 +578,13 @@ fn zero_point_tensor(name: &str, zp: i32, ty: ActivationType) -> lrai_onnx::Tens
 }
 
 /// `DQ(int8 weight)` for a constant weight, quantized once per (weight, axis) and shared
-/// by every reader; returns the node, its output, and the per-channel scales.
+/// by every reader; returns the node, its output, and the per-channel scales (one scale,
+/// a scalar, when `axis` is `None`: per tensor).
 #[allow(clippy::type_complexity)]
 fn weight_dq(
     index: &GraphIndex<'_>,
     w: &str,
-    axis: usize,
+    axis: Option<usize>,
     reduce_range: bool,
     names: &mut Names,
     inits: &mut Vec<lrai_onnx::TensorProto>,
@@ -575,8 +605,11 @@ fn weight_dq(
         .iter()
         .map(|&d| usize::try_from(d).unwrap_or(0))
         .collect();
-    let q = params::quantize_per_channel(&values, &dims, axis, reduce_range);
-    let key = format!("{w}@{axis}");
+    let q = match axis {
+        Some(a) => params::quantize_per_channel(&values, &dims, a, reduce_range),
+        None => params::quantize_per_tensor(&values, reduce_range),
+    };
+    let key = format!("{w}@{axis:?}");
     let (qn, sn, zn) = if let Some(c) = cache.get(&key) {
         c.clone()
     } else {
@@ -584,9 +617,12 @@ fn weight_dq(
         let sn = names.fresh(&format!("{w}_scale"));
         let zn = names.fresh(&format!("{w}_zp"));
         let c = [i64::try_from(q.scales.len()).unwrap_or(0)];
+        let c: &[i64] = if axis.is_some() { &c } else { &[] };
         inits.push(graph::i8_tensor(&qn, &t.dims, &q.values));
-        inits.push(graph::f32_tensor(&sn, &c, &q.scales));
-        inits.push(graph::i8_tensor(&zn, &c, &vec![0; q.scales.len()]));
+        inits.push(graph::f32_tensor(&sn, c, &q.scales));
+        // The zero point stays although 0 is its default: ONNX Runtime fuses
+        // `DQ→Gemm→Q` into QGemm only when the weight's DQ has one.
+        inits.push(graph::i8_tensor(&zn, c, &vec![0; q.scales.len()]));
         cache.insert(key, (qn.clone(), sn.clone(), zn.clone()));
         (qn, sn, zn)
     };
@@ -596,7 +632,9 @@ fn weight_dq(
         names.fresh(&format!("{w}_DequantizeLinear")),
         vec![qn, sn, zn],
         vec![out.clone()],
-        vec![int_attr("axis", i64::try_from(axis).unwrap_or(0))],
+        axis.map(|a| int_attr("axis", i64::try_from(a).unwrap_or(0)))
+            .into_iter()
+            .collect(),
     );
     Ok(((node, out), q.scales))
 }

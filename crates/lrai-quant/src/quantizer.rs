@@ -81,6 +81,8 @@ impl Rewriter {
         if let (Ok(m), Some(original)) = (&mut m, &model.graph)
             && let Some(graph) = &mut m.graph
         {
+            crate::graph::share_constants(graph);
+            crate::graph::drop_default_attributes(graph);
             crate::graph::compact_names(original, graph);
         }
         m.map_err(|e| match e {
@@ -267,6 +269,8 @@ pub fn quantize_model(
                 settings: StaticSettings {
                     activation: config.activation_type,
                     reduce_range: config.reduce_range,
+                    // Tried first when the budget can be checked (see below).
+                    per_tensor: eval_data.is_some(),
                 },
             }
         }
@@ -292,6 +296,7 @@ pub fn quantize_model(
     let mut accuracy = None;
     let mut budget_met = true;
 
+    let mut rewriter = rewriter;
     let mut candidate = rewriter.apply(model, name, &float_layers)?;
 
     if let Some(d) = &eval_data {
@@ -334,11 +339,25 @@ pub fn quantize_model(
             evaluations: 0,
         };
         progress("evaluating the quantized model");
-        let (mut result, full_drop) = judge.judge(&candidate)?;
+        let (mut result, mut full_drop) = judge.judge(&candidate)?;
+        let max = config.max_accuracy_drop + 1e-12;
+        // Per-tensor weight scales first (one scale per weight: on small models the
+        // per-channel scales and the per-channel bias scales are a tenth of the file);
+        // per-channel when that misses the budget.
+        if let Rewriter::Static { settings, .. } = &mut rewriter
+            && settings.per_tensor
+        {
+            search.per_tensor_drop = Some(full_drop);
+            if full_drop > max {
+                settings.per_tensor = false;
+                progress("per-tensor weights miss the budget; evaluating per-channel weights");
+                candidate = rewriter.apply(model, name, &float_layers)?;
+                (result, full_drop) = judge.judge(&candidate)?;
+            }
+        }
         search.full_quantization_drop = Some(full_drop);
         search.full_quantization_overall_drop =
             Some(judge.baseline.overall.value(metric) - result.overall.value(metric));
-        let max = config.max_accuracy_drop + 1e-12;
         let missed = full_drop > max;
         if (missed || config.always_rank) && !layers.is_empty() {
             let all: HashSet<String> = layers.iter().map(|l| l.key.clone()).collect();
@@ -463,8 +482,17 @@ pub fn quantize_model(
             (Mode::Static, crate::ActivationType::I8) => "i8 (symmetric)".to_string(),
         }),
         weights: int8.then(|| {
+            let per_tensor = matches!(
+                &rewriter,
+                Rewriter::Static { settings, .. } if settings.per_tensor
+            );
             format!(
-                "int8 per-channel symmetric{}",
+                "int8 {} symmetric{}",
+                if per_tensor {
+                    "per-tensor"
+                } else {
+                    "per-channel"
+                },
                 if config.reduce_range {
                     ", 7-bit (reduce range)"
                 } else {

@@ -136,6 +136,9 @@ pub struct SearchReport {
     pub full_quantization_drop: Option<f64>,
     /// Overall drop with every layer quantized (groups aside).
     pub full_quantization_overall_drop: Option<f64>,
+    /// Static mode with evaluation data: the worst drop with per-tensor weight scales
+    /// (tried first, as they are smaller); per-channel is used when it misses the budget.
+    pub per_tensor_drop: Option<f64>,
     /// Layers kept float by the search, most sensitive first.
     pub kept_float: Vec<String>,
     /// Each step: layers kept float and the worst drop it gave.

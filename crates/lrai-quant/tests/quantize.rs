@@ -76,17 +76,98 @@ fn static_qdq_cnn_is_valid_onnx_meets_the_budget_and_runs_on_both_backends() {
     let m = out.model.unwrap();
     let ops = op_counts(&m);
     assert!(
-        ops["QuantizeLinear"] >= 4 && ops["DequantizeLinear"] >= 6,
+        ops["QuantizeLinear"] >= 3 && ops["DequantizeLinear"] >= 9,
         "{ops:?}"
     );
     assert!(
         !ops.contains_key("Relu"),
         "Relu folded into the output Q: {ops:?}"
     );
-    assert!(r.size.after_bytes < r.size.before_bytes);
+    // MaxPool and Flatten run on the integers: their input is a Q output, no Q/DQ pair.
+    let g = m.graph.as_ref().unwrap();
+    let q_outputs: Vec<&str> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("QuantizeLinear"))
+        .map(|n| n.output[0].as_str())
+        .collect();
+    for pool in g
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("MaxPool"))
+    {
+        assert!(q_outputs.contains(&pool.input[0].as_str()), "{pool:?}");
+    }
+    // Issue 6's size goal, met with per-tensor weights (the budget allows them here).
+    assert!(
+        r.size.ratio >= 3.5,
+        "{} -> {} bytes ({:.3}x)",
+        r.size.before_bytes,
+        r.size.after_bytes,
+        r.size.ratio
+    );
+    assert!(r.weights.as_deref().unwrap().contains("per-tensor"));
     let path = save(dir.path(), "cnn.int8.onnx", &m);
     check_onnx(&path);
     runs_on_both_backends(&model("digits_cnn"), &path, test_rows("x_img", 8));
+}
+
+#[test]
+fn static_mlp_is_3_5x_smaller_with_per_tensor_weights_and_shared_scales() {
+    let out = quantize(&model("digits_mlp"), &static_config(), &engines(), &quiet).unwrap();
+    let r = &out.report;
+    assert!(r.budget_met && r.accuracy.as_ref().unwrap().drop <= 0.01);
+    assert!(r.size.ratio >= 3.5, "{:?}", r.size);
+    let m = out.model.unwrap();
+    let g = m.graph.as_ref().unwrap();
+    // One scale per weight, and no initializer stored twice.
+    let scalar_or_big = g
+        .initializer
+        .iter()
+        .all(|t| t.dims.is_empty() || t.dims.iter().product::<i64>() >= 10);
+    assert!(scalar_or_big, "per-channel scale vectors left");
+    let mut seen = std::collections::HashSet::new();
+    for t in &g.initializer {
+        let mut k = t.clone();
+        k.name = None;
+        assert!(
+            seen.insert(prost::Message::encode_to_vec(&k)),
+            "{t:?} twice"
+        );
+    }
+    // Gemm's default attributes (alpha = beta = 1) are not restated.
+    for n in g
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("Gemm"))
+    {
+        assert!(
+            n.attribute
+                .iter()
+                .all(|a| !matches!(a.name.as_deref(), Some("alpha" | "beta"))),
+            "{n:?}"
+        );
+    }
+}
+
+#[test]
+fn per_channel_weights_when_per_tensor_misses_the_budget() {
+    // digits_cnn loses 1 of 450 test images with per-tensor weights and none with
+    // per-channel ones: a zero budget has to fall back to per-channel.
+    let cfg = QuantizeConfig {
+        max_accuracy_drop: 0.0,
+        ..static_config()
+    };
+    let out = quantize(&model("digits_cnn"), &cfg, &engines(), &quiet).unwrap();
+    let r = &out.report;
+    assert!(r.search.per_tensor_drop.unwrap() > 0.0, "{:?}", r.search);
+    assert!(r.budget_met, "{:?}", r.search);
+    assert!(
+        r.weights.as_deref().unwrap().contains("per-channel"),
+        "{:?}",
+        r.weights
+    );
+    assert!(r.layers.iter().all(|l| l.precision == "int8"));
 }
 
 #[test]
