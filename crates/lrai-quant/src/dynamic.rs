@@ -190,8 +190,13 @@ pub(crate) fn apply(
     let mut nodes = Vec::with_capacity(graph.node.len() * 2);
     let mut dql: HashMap<String, Dql> = HashMap::new();
     let mut weights: HashMap<String, (String, String, String)> = HashMap::new();
+    let folds = scale_folds(&index, &active);
+    let folded: HashSet<usize> = folds.values().map(|f| f.0).collect();
 
     for (i, n) in graph.node.iter().enumerate() {
+        if folded.contains(&i) {
+            continue;
+        }
         let Some(kind) = active.get(&i) else {
             nodes.push(n.clone());
             continue;
@@ -259,7 +264,24 @@ pub(crate) fn apply(
             }
             Kind::Activations => {
                 let a = dynamic_quantize(&n.input[0], &mut names, &mut nodes, &mut dql);
-                let b = dynamic_quantize(&n.input[1], &mut names, &mut nodes, &mut dql);
+                let mut b = dynamic_quantize(&n.input[1], &mut names, &mut nodes, &mut dql);
+                let mut y = y;
+                if let Some((_, c, out)) = folds.get(&i) {
+                    // `MatMul → Mul(c)` (attention's 1/√d): c joins b's scale, so the
+                    // product is one fused kernel instead of a pass over the scores.
+                    let cn = names.fresh(&format!("{key}_factor"));
+                    inits.push(graph::f32_tensor(&cn, &[], &[*c]));
+                    let bc = names.fresh(&format!("{key}_b_scale"));
+                    nodes.push(make_node(
+                        "Mul",
+                        names.fresh(&format!("{key}_b_scale_mul")),
+                        vec![b.1.clone(), cn],
+                        vec![bc.clone()],
+                        vec![],
+                    ));
+                    b.1 = bc;
+                    y.clone_from(out);
+                }
                 integer_matmul(&key, (a, b), &y, &mut names, &mut nodes);
             }
         }
@@ -269,6 +291,47 @@ pub(crate) fn apply(
     g.initializer.extend(inits);
     graph::prune(g);
     Ok(out)
+}
+
+/// Quantized MatMuls of two activations whose only reader multiplies (or divides) by a
+/// scalar constant: matmul node → (the Mul/Div node, the factor, its output).
+fn scale_folds(
+    index: &GraphIndex<'_>,
+    active: &HashMap<usize, &Kind>,
+) -> HashMap<usize, (usize, f32, String)> {
+    let mut out = HashMap::new();
+    for (&i, kind) in active {
+        if **kind != Kind::Activations {
+            continue;
+        }
+        let Some(y) = index.graph.node[i].output.first() else {
+            continue;
+        };
+        let [r] = index.consumers_of(y) else { continue };
+        let m = &index.graph.node[*r];
+        if index.outputs.contains(y.as_str())
+            || !graph::default_domain(m)
+            || m.input.len() != 2
+            || m.input[0] != *y
+        {
+            continue;
+        }
+        let Some(v) = index.constant_f32(&m.input[1]) else {
+            continue;
+        };
+        let ([v], Some(o)) = (v.as_slice(), m.output.first()) else {
+            continue;
+        };
+        let c = match op(m) {
+            "Mul" => *v,
+            "Div" if *v != 0.0 => 1.0 / *v,
+            _ => continue,
+        };
+        if c.is_finite() && index.is_float(o) {
+            out.insert(i, (*r, c, o.clone()));
+        }
+    }
+    out
 }
 
 fn dynamic_quantize(
@@ -403,4 +466,62 @@ fn quantized_weight(
     let out = (qn, sn, zn);
     cache.insert(key, out.clone());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lrai_onnx::pb::{GraphProto, OperatorSetIdProto};
+
+    fn node(op_type: &str, name: &str, i: &[&str], o: &[&str]) -> NodeProto {
+        make_node(
+            op_type,
+            name.into(),
+            i.iter().map(|s| (*s).to_string()).collect(),
+            o.iter().map(|s| (*s).to_string()).collect(),
+            vec![],
+        )
+    }
+
+    #[test]
+    fn attention_scale_joins_the_integer_matmul() {
+        let model = ModelProto {
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(13),
+            }],
+            graph: Some(GraphProto {
+                node: vec![
+                    node("MatMul", "scores", &["q", "k"], &["s"]),
+                    node("Div", "scale", &["s", "d"], &["y"]),
+                ],
+                initializer: vec![graph::f32_tensor("d", &[], &[4.0])],
+                input: vec![graph::value_info("q", FLOAT), graph::value_info("k", FLOAT)],
+                output: vec![graph::value_info("y", FLOAT)],
+                ..GraphProto::default()
+            }),
+            ..ModelProto::default()
+        };
+        let plan = analyze(&model, "m", true).unwrap();
+        let out = apply(&model, &plan, &HashSet::new(), false).unwrap();
+        let g = out.graph.unwrap();
+        let ops: Vec<&str> = g.node.iter().map(op).collect();
+        assert!(!ops.contains(&"Div"), "{ops:?}");
+        // The rescale writes the Div's output; the factor 1/4 multiplies k's scale.
+        let last = g.node.last().unwrap();
+        assert_eq!((op(last), last.output[0].as_str()), ("Mul", "y"));
+        let factor = g
+            .initializer
+            .iter()
+            .find(|t| t.dims.is_empty() && graph::to_f32(t) == Some(vec![0.25]));
+        assert!(factor.is_some(), "{:?}", g.initializer);
+        // Not folded when the MatMul output has another reader.
+        let mut two = model;
+        let gr = two.graph.as_mut().unwrap();
+        gr.node.push(node("Relu", "r", &["s"], &["z"]));
+        gr.output.push(graph::value_info("z", FLOAT));
+        let plan = analyze(&two, "m", true).unwrap();
+        let out = apply(&two, &plan, &HashSet::new(), false).unwrap();
+        assert!(out.graph.unwrap().node.iter().any(|n| op(n) == "Div"));
+    }
 }
