@@ -165,6 +165,7 @@ struct Families {
     slo_attainment: GaugeVec,
     cost_prediction_error: GaugeVec,
     batcher_fallbacks: IntCounterVec,
+    batcher_given_up: IntCounterVec,
 }
 
 /// The process's metric registry. Cloning shares it.
@@ -346,6 +347,11 @@ impl Metrics {
                 "Times the adaptive controller handed batching back to the static settings, by reason",
                 &["model", "version", "reason"],
             )?,
+            batcher_given_up: counter(
+                "lrai_batcher_late_requests_total",
+                "Requests the adaptive batcher moved behind the others because they could no longer meet the objective without making more requests late (they still run)",
+                MV,
+            )?,
         };
         Ok(Metrics {
             registry,
@@ -415,6 +421,7 @@ impl Metrics {
                 attainment: f.slo_attainment.with_label_values(&mv),
                 error: f.cost_prediction_error.with_label_values(&mv),
                 fallbacks: f.batcher_fallbacks.clone(),
+                given_up: f.batcher_given_up.with_label_values(&mv),
                 status: std::sync::Mutex::new(None),
             },
             stats: StatCounters::default(),
@@ -436,6 +443,7 @@ impl Metrics {
             &f.nv_compute_infer_us,
             &f.nv_compute_output_us,
             &f.restarts,
+            &f.batcher_given_up,
         ] {
             let _ = c.remove_label_values(&mv);
         }
@@ -561,6 +569,7 @@ struct AdaptiveHandles {
     attainment: Gauge,
     error: Gauge,
     fallbacks: IntCounterVec,
+    given_up: IntCounter,
     status: std::sync::Mutex<Option<AdaptiveStatus>>,
 }
 
@@ -787,6 +796,7 @@ impl ModelMetrics {
             .set(i64::try_from(us(status.max_queue_delay)).unwrap_or(i64::MAX));
         a.attainment.set(status.attainment);
         a.error.set(status.prediction_error);
+        a.given_up.inc_by(status.window_demoted);
         *a.status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
