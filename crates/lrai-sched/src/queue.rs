@@ -56,6 +56,9 @@ pub(crate) struct Queue {
     padding: Option<crate::Padding>,
 }
 
+/// How many on-time requests per lane [`Queue::demote_late`] plans ahead for.
+const DEMOTE_HORIZON: usize = 256;
+
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -157,7 +160,9 @@ impl Queue {
         }
         let mut moved = 0;
         for lane in &mut self.lanes {
-            let on_time = lane.iter().take_while(|p| !p.late);
+            // The first few hundred are enough to decide what runs next; the rest are
+            // looked at as they move up (keeps a deep queue cheap).
+            let on_time = lane.iter().take_while(|p| !p.late).take(DEMOTE_HORIZON);
             let jobs: Vec<crate::adaptive::Job> = on_time
                 .map(|p| crate::adaptive::Job {
                     due: p.deadline.unwrap_or(p.enqueued + target),
