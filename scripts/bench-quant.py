@@ -7,7 +7,7 @@ backends (`lrai run --json --repeat`) at batch 1 and 8.
 
 Run from the repository root after `cargo build --release`:
     .venv/bin/python scripts/bench-quant.py [--models digits_mlp,digits_cnn,minilm_l6,mobilenet_v2]
-        [--out target/bench-quant] [--runs 20] [--backends onnxruntime,tract]
+        [--out target/bench-quant] [--runs 20] [--backends onnxruntime,tract] [--interleaved-rounds 40]
 Needs ../shared/models (or --models-dir) and the venv (onnxruntime==1.31.1, onnx, numpy).
 """
 import argparse
@@ -144,6 +144,39 @@ def lrai_run(lrai, model, feeds, batch, backend, runs, tmp):
     return {"median_ms": t["median_ms"], "per_s": t["inferences_per_s"]}
 
 
+def interleaved(paths, feeds, rounds, threads=2):
+    """Batch-8 ONNX Runtime timing robust to a shared machine: one run per model per round,
+    the order rotating, so every model sees the same load; speedups over paths[0] as ratios
+    of the medians, lower quartiles and fastest runs."""
+    import onnxruntime as ort
+
+    sess = []
+    for p in paths:
+        o = ort.SessionOptions()
+        o.intra_op_num_threads = threads
+        o.inter_op_num_threads = 1
+        o.log_severity_level = 3
+        s = ort.InferenceSession(p, o, providers=["CPUExecutionProvider"])
+        f = {i.name: np.ascontiguousarray(np.resize(feeds[i.name], (8,) + feeds[i.name].shape[1:])) for i in s.get_inputs()}
+        for _ in range(3):
+            s.run(None, f)
+        sess.append((s, f))
+    t = [[] for _ in paths]
+    for r in range(rounds):
+        for k in [(r + j) % len(paths) for j in range(len(paths))]:
+            s, f = sess[k]
+            a = time.perf_counter()
+            s.run(None, f)
+            t[k].append(time.perf_counter() - a)
+    b = np.array(t[0])
+    out = []
+    for x in t:
+        x = np.array(x)
+        out.append({"median_ms": float(np.median(x) * 1e3), "q25_ms": float(np.percentile(x, 25) * 1e3), "min_ms": float(x.min() * 1e3),
+                    "speedup": [float(np.median(b) / np.median(x)), float(np.percentile(b, 25) / np.percentile(x, 25)), float(b.min() / x.min())]})
+    return out
+
+
 def agreement(f, q):
     cos = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
     return {"top1_agreement": float((f.argmax(1) == q.argmax(1)).mean()), "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
@@ -157,6 +190,8 @@ def main():
     ap.add_argument("--lrai", default="target/release/lrai")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--backends", default="onnxruntime,tract")
+    ap.add_argument("--interleaved-rounds", type=int, default=0,
+                    help="also time float/LRAI/ORT-tool at batch 8 on ONNX Runtime interleaved, this many rounds")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     md = os.path.abspath(a.models_dir)
@@ -221,6 +256,10 @@ def main():
                         continue  # about 1 s per run in int8 on tract; skipped to keep the run short
                     t = lrai_run(a.lrai, path, evalf, batch, backend, a.runs if batch == 1 else max(5, a.runs // 3), a.out)
                     row["throughput"].append({"backend": backend, "batch": batch, "model": tag, **t})
+        if a.interleaved_rounds > 0:
+            tags = ["float", "lrai", "ort_tool"]
+            r8 = interleaved([src, mine, theirs], evalf, a.interleaved_rounds)
+            row["interleaved_b8_onnxruntime"] = dict(zip(tags, r8))
         results.append(row)
         print(json.dumps(row), flush=True)
     with open(os.path.join(a.out, "results.json"), "w") as fh:
