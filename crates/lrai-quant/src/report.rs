@@ -336,9 +336,23 @@ impl Report {
                 }
             }
         }
+        let per_tensor = self.search.per_tensor_drop.map_or(String::new(), |d| {
+            let used = self
+                .weights
+                .as_deref()
+                .is_some_and(|w| w.contains("per-tensor"));
+            format!(
+                " per-tensor weights: drop {d:.4} ({});",
+                if used {
+                    "used"
+                } else {
+                    "over budget, per-channel used"
+                }
+            )
+        });
         let _ = writeln!(
             s,
-            "  search: {} evaluations, {} layers kept float; {:.1} s",
+            "  search:{per_tensor} {} evaluations, {} layers kept float; {:.1} s",
             self.search.evaluations,
             self.search.kept_float.len(),
             self.elapsed_s
