@@ -42,7 +42,8 @@ fn main() {
         o.max_safety_margin,
         match &o.verdict {
             lrai_verify::Verdict::Unknown { reason } => reason.clone(),
-            _ => String::new(),
+            lrai_verify::Verdict::Violated { x, y } => format!("x={x:?} y={y:?}"),
+            lrai_verify::Verdict::Holds => String::new(),
         }
     );
 }

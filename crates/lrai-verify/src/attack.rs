@@ -96,8 +96,22 @@ pub fn search(
         .flat_map_iter(|c| {
             let mut rng = SplitMix64::new(opts.seed ^ (c as u64).wrapping_mul(0x9E37_79B9));
             let mut out = Vec::new();
-            for _ in 0..per {
-                let x = point(&mut rng);
+            for s in 0..per {
+                let mut x = point(&mut rng);
+                // Every other sample has each coordinate at a face of the box with
+                // probability 1/2: counterexamples often sit where some inputs are at
+                // their bounds (ACAS Xu 1_9 prop_7: two of five), which uniform points
+                // almost never reach.
+                if s % 2 == 1 {
+                    for (i, v) in x.iter_mut().enumerate() {
+                        let r = rng.next_f64();
+                        if r < 0.25 {
+                            *v = lower[i];
+                        } else if r < 0.5 {
+                            *v = upper[i];
+                        }
+                    }
+                }
                 let m = prop.margin(&net.eval(&x));
                 if m <= 0.0 {
                     out.push((m, x));

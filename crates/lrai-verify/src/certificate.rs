@@ -68,6 +68,8 @@ pub fn verification(
             "attack": {"samples": settings.attack.samples, "restarts": settings.attack.restarts,
                        "steps": settings.attack.steps, "seed": settings.attack.seed,
                        "low_dim": settings.attack.low_dim, "low_dim_scale": settings.attack.low_dim_scale},
+            "input_split": {"strong_branching": settings.input_split.strong,
+                            "pgd_steps": settings.input_split.pgd_steps},
             "relu_split": {"root_alpha_iters": settings.relu.root_iters,
                            "alpha_beta_iters": settings.relu.iters, "batch": settings.relu.batch},
             "bounds": "IBP + CROWN intermediate bounds; alpha-CROWN/beta-CROWN on the property rows; f64 arithmetic",

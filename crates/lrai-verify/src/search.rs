@@ -1,10 +1,13 @@
 //! Complete search by branch and bound, on rayon.
 //!
 //! - **Input splitting** ([`input_split`]) for low-dimensional inputs (ACAS Xu has 5):
-//!   bisect the box along the dimension with the largest `|coefficient| × width` in the
-//!   worst row's linear bound, bound each half with CROWN (intermediate bounds
-//!   recomputed on the half), and check the minimising vertex and the centre for a
-//!   counterexample.
+//!   bisect the box, bound each half with CROWN (intermediate bounds recomputed on the
+//!   half and intersected with the parent's), and check the minimising vertex and the
+//!   centre for a counterexample, then run a few PGD steps from that vertex. The split
+//!   dimension is chosen by strong branching among three candidates (the largest
+//!   `|coefficient| × width` in the worst row's linear bound, with and without a cap on
+//!   how finely one dimension may be split, and the relatively widest dimension): the
+//!   one whose worse half has the larger slack.
 //! - **ReLU splitting** ([`relu_split`]) for wide inputs (MNIST has 784): split an
 //!   unstable ReLU (BaBSR-style score) into `z >= 0` and `z <= 0`, and bound each child
 //!   with α-CROWN plus β multipliers for every split on its path (β-CROWN). Intermediate
@@ -14,10 +17,12 @@
 //! that row's float safety margin.
 
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::attack;
 use crate::bounds::{
     self, BackOpts, NodeBounds, Relax, SpecOpts, Splits, backward, minimise, relaxations,
 };
@@ -95,6 +100,29 @@ impl Spec {
     }
 }
 
+/// Settings of the input-split search.
+#[derive(Debug, Clone)]
+pub struct InputSplitOpts {
+    /// Strong branching over the three candidate dimensions of each box (the
+    /// coefficient rule restricted and unrestricted, the relatively widest) instead of
+    /// the first alone. On ACAS Xu it bounds up to 3× the boxes per split and needs
+    /// 2–20× fewer splits: see docs/verify.md, Benchmark.
+    pub strong: bool,
+    /// PGD steps from each open box's worst minimising vertex (0: none). 8 steps cost
+    /// about a fifth of a box's bound on ACAS Xu and found prop_2's counterexamples on
+    /// nets 1_5 and 5_3 after under 1 600 boxes (the search alone: none in 100 000).
+    pub pgd_steps: usize,
+}
+
+impl Default for InputSplitOpts {
+    fn default() -> Self {
+        InputSplitOpts {
+            strong: true,
+            pgd_steps: 8,
+        }
+    }
+}
+
 /// Shared state of one search.
 pub struct Ctx<'a> {
     /// The network.
@@ -107,6 +135,8 @@ pub struct Ctx<'a> {
     pub deadline: Instant,
     /// Width of the root box per input (for the input-split heuristic).
     pub root_width: Vec<f64>,
+    /// Input-split settings.
+    pub split: &'a InputSplitOpts,
     /// Confirms a candidate on the backend; `Some(x)` (the confirmed f64 input) ends the search.
     pub confirm: &'a (dyn Fn(&[f64]) -> Option<Vec<f64>> + Sync),
 }
@@ -150,55 +180,71 @@ fn try_point(ctx: &Ctx<'_>, x: &[f64]) -> Option<Vec<f64>> {
     }
 }
 
+/// A bounded box of the input-split search whose clauses are not all proven.
 #[derive(Debug, Clone)]
 struct BoxDomain {
     lower: Vec<f64>,
     upper: Vec<f64>,
-    pending: Vec<usize>,
-    /// Worst (best-row) bound among pending clauses at the parent, for ordering.
-    score: f64,
     depth: usize,
+    /// Clauses not proven on this box.
+    pending: Vec<usize>,
+    /// The smallest best-row slack among the pending clauses (not positive).
+    worst: f64,
+    /// Input coefficients of that row's linear lower bound.
+    worst_coeffs: Vec<f64>,
+    /// Intermediate bounds on this box: valid on every sub-box, so its children start
+    /// from them.
+    bounds: Arc<NodeBounds>,
 }
 
-impl PartialEq for BoxDomain {
-    fn eq(&self, o: &Self) -> bool {
-        self.score == o.score
-    }
-}
-impl Eq for BoxDomain {}
-impl PartialOrd for BoxDomain {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for BoxDomain {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        // BinaryHeap pops the largest: make the lowest score the largest.
-        o.score.total_cmp(&self.score)
-    }
-}
-
-enum BoxOutcome {
+/// One box bounded.
+enum BoxEval {
     Proven(f64),
     Cex(Vec<f64>),
-    Split(Box<(BoxDomain, BoxDomain)>),
+    Open(BoxDomain),
+}
+
+impl BoxEval {
+    /// Slack for comparing splits: proven halves count as infinitely good.
+    fn slack(&self) -> f64 {
+        match self {
+            BoxEval::Open(d) => d.worst,
+            _ => f64::INFINITY,
+        }
+    }
+}
+
+/// One box expanded.
+enum Expansion {
+    Split(Box<[BoxEval; 2]>),
+    Cex(Vec<f64>),
     Stuck,
 }
 
 /// How much finer (relative to the root box) a dimension may be split than the coarsest
-/// one before only the coarser ones are candidates. At 1e-3, ACAS Xu prop_1 on net 1_4
-/// bisected four inputs down to 2⁻¹⁰ around one it never split and timed out (so did
-/// six other prop_1 instances); at 0.1 (about three halvings) 1_4 takes 371 boxes. It
-/// hurts instances that need one input split finely (2_7 prop_1 went from 4 s to a
-/// timeout): see docs/verify.md, Benchmark.
+/// one before only the coarser ones are candidates for the coefficient rule. At 1e-3,
+/// ACAS Xu prop_1 on net 1_4 bisected four inputs down to 2⁻¹⁰ around one it never
+/// split and timed out (so did six other prop_1 instances); at 0.1 (about three
+/// halvings) 1_4 takes 371 boxes. Alone it hurts instances that need one input split
+/// finely (2_7 prop_1 went from 4 s to a timeout), hence the unrestricted candidate of
+/// [`split_candidates`]: see docs/verify.md, Benchmark.
 const MAX_SPLIT_RATIO: f64 = 0.1;
 
-/// Bounds one box: proven clauses drop out, the rest split.
-fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
+/// Bounds a box with CROWN (intermediate bounds intersected with the parent's): proven
+/// clauses drop out; a box with clauses left is checked for a counterexample at the
+/// worst row's minimising vertex and at its centre.
+fn eval_box(
+    ctx: &Ctx<'_>,
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+    pending_in: &[usize],
+    depth: usize,
+    parent: Option<&NodeBounds>,
+) -> BoxEval {
     let net = ctx.net;
-    let nb = bounds::crown_intermediate(net, &d.lower, &d.upper);
+    let nb = bounds::crown_intermediate_within(net, &lower, &upper, parent);
     let rel = relaxations(net, &nb);
-    let (c, dd, idx) = ctx.spec.rows_of(&d.pending);
+    let (c, dd, idx) = ctx.spec.rows_of(pending_in);
     let back = backward(
         net,
         &rel,
@@ -211,7 +257,7 @@ fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
             keep: false,
         },
     );
-    let (lb, xs) = minimise(&back, &d.lower, &d.upper, true);
+    let (lb, xs) = minimise(&back, &lower, &upper, true);
     // Margins from this box's own bounds: much tighter than the root's.
     let margin = ctx.spec.margins_for(net, &nb);
     let mut pending = Vec::new();
@@ -219,7 +265,7 @@ fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
     let mut worst_row = 0;
     let mut min_slack = f64::INFINITY;
     let mut off = 0;
-    for &cl in &d.pending {
+    for &cl in pending_in {
         let n = ctx.spec.clauses[cl].len();
         let mut best = f64::NEG_INFINITY;
         let mut best_r = off;
@@ -242,61 +288,131 @@ fn bound_box(ctx: &Ctx<'_>, d: &BoxDomain) -> BoxOutcome {
         off += n;
     }
     if pending.is_empty() {
-        return BoxOutcome::Proven(min_slack);
+        return BoxEval::Proven(min_slack);
     }
-    // Counterexample candidates: the worst row's minimising vertex and the centre.
-    let centre: Vec<f64> = d
-        .lower
+    let centre: Vec<f64> = lower
         .iter()
-        .zip(&d.upper)
+        .zip(&upper)
         .map(|(l, u)| 0.5 * (l + u))
         .collect();
     for x in [&xs[worst_row], &centre] {
         if let Some(cex) = try_point(ctx, x) {
-            return BoxOutcome::Cex(cex);
+            return BoxEval::Cex(cex);
         }
     }
-    // Split where the worst row's linear bound varies most (|coefficient| × width), but
-    // only among dimensions not already split more than MAX_SPLIT_RATIO finer (relative
-    // to the root box) than the coarsest one: the coefficients are myopic (a dimension
-    // with coefficient zero still matters through the relaxations' intercepts).
-    let row = back.a_in.row(worst_row);
-    let rel = |i: usize| (d.upper[i] - d.lower[i]) / ctx.root_width[i];
-    let max_rel = (0..d.lower.len()).map(rel).fold(0.0, f64::max);
-    let mut dim = None;
-    let mut best_score = -1.0;
-    #[allow(clippy::needless_range_loop)] // the index addresses several parallel arrays
-    for i in 0..d.lower.len() {
-        let w = d.upper[i] - d.lower[i];
-        if w <= 0.0 || rel(i) < MAX_SPLIT_RATIO * max_rel {
+    // A few PGD steps from that vertex: the search narrows the box around the regions
+    // where the relaxation says a counterexample may be, the attack finds it there.
+    if ctx.split.pgd_steps > 0 {
+        let start = xs[worst_row].clone();
+        let found = attack::pgd(net, ctx.prop, &lower, &upper, start, ctx.split.pgd_steps);
+        if let Some(cex) = found.and_then(|(_, x)| (ctx.confirm)(&x)) {
+            return BoxEval::Cex(cex);
+        }
+    }
+    BoxEval::Open(BoxDomain {
+        lower,
+        upper,
+        depth,
+        pending,
+        worst,
+        worst_coeffs: back.a_in.row(worst_row).to_vec(),
+        bounds: Arc::new(nb),
+    })
+}
+
+/// Dimensions worth splitting, best guess first:
+/// 1. the largest `|coefficient| × width` in the worst row's linear bound among
+///    dimensions not split more than [`MAX_SPLIT_RATIO`] finer (relative to the root
+///    box) than the coarsest one: the coefficients are myopic (a dimension with
+///    coefficient zero still matters through the relaxations' intercepts);
+/// 2. the largest `|coefficient| × width` among all dimensions;
+/// 3. the relatively widest dimension.
+fn split_candidates(ctx: &Ctx<'_>, d: &BoxDomain) -> Vec<usize> {
+    let n = d.lower.len();
+    let width = |i: usize| d.upper[i] - d.lower[i];
+    let rel = |i: usize| width(i) / ctx.root_width[i];
+    let max_rel = (0..n).map(rel).fold(0.0, f64::max);
+    let splittable = |i: usize| {
+        let mid = 0.5 * (d.lower[i] + d.upper[i]);
+        mid > d.lower[i] && mid < d.upper[i]
+    };
+    let argmax = |ok: &dyn Fn(usize) -> bool, score: &dyn Fn(usize) -> f64| {
+        let mut best = None;
+        let mut best_score = f64::NEG_INFINITY;
+        for i in (0..n).filter(|&i| splittable(i) && ok(i)) {
+            let s = score(i);
+            if s > best_score {
+                best_score = s;
+                best = Some(i);
+            }
+        }
+        best
+    };
+    // Ties (all coefficients zero) go to the relatively widest dimension.
+    let coeff = |i: usize| d.worst_coeffs[i].abs() * width(i) + 1e-300 * rel(i);
+    let mut out = Vec::with_capacity(3);
+    for c in [
+        argmax(&|i| rel(i) >= MAX_SPLIT_RATIO * max_rel, &coeff),
+        argmax(&|_| true, &coeff),
+        argmax(&|_| true, &rel),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Bisects a box. With `strong`, every candidate of [`split_candidates`] is tried and
+/// the split whose worse half has the larger slack is kept (the halves' bounds are the
+/// children's, so only the rejected candidates cost extra); otherwise the first.
+fn expand(ctx: &Ctx<'_>, d: &BoxDomain, strong: bool, bounded: &mut u64) -> Expansion {
+    let mut cands = split_candidates(ctx, d);
+    if !strong {
+        cands.truncate(1);
+    }
+    let mut best: Option<(f64, f64, [BoxEval; 2])> = None;
+    for dim in cands {
+        let mid = 0.5 * (d.lower[dim] + d.upper[dim]);
+        if !(mid > d.lower[dim] && mid < d.upper[dim]) {
             continue;
         }
-        // Ties (all coefficients zero) go to the relatively widest dimension.
-        let s = row[i].abs() * w + 1e-300 * rel(i);
-        if s > best_score {
-            best_score = s;
-            dim = Some(i);
+        let mut lo_upper = d.upper.clone();
+        lo_upper[dim] = mid;
+        let mut hi_lower = d.lower.clone();
+        hi_lower[dim] = mid;
+        let halves = [(d.lower.clone(), lo_upper), (hi_lower, d.upper.clone())];
+        let mut evals = Vec::with_capacity(2);
+        for (lo, up) in halves {
+            let e = eval_box(ctx, lo, up, &d.pending, d.depth + 1, Some(&d.bounds));
+            *bounded += 1;
+            if let BoxEval::Cex(x) = e {
+                return Expansion::Cex(x);
+            }
+            evals.push(e);
+        }
+        let (Some(b), Some(a)) = (evals.pop(), evals.pop()) else {
+            continue;
+        };
+        let (sa, sb) = (a.slack(), b.slack());
+        let (worse, better) = (sa.min(sb), sa.max(sb));
+        if best
+            .as_ref()
+            .is_none_or(|(w, bt, _)| worse > *w || (worse == *w && better > *bt))
+        {
+            best = Some((worse, better, [a, b]));
+        }
+        if worse == f64::INFINITY {
+            break;
         }
     }
-    let Some(dim) = dim else {
-        return BoxOutcome::Stuck;
-    };
-    let mid = 0.5 * (d.lower[dim] + d.upper[dim]);
-    if !(mid > d.lower[dim] && mid < d.upper[dim]) {
-        return BoxOutcome::Stuck;
+    match best {
+        Some((_, _, pair)) => Expansion::Split(Box::new(pair)),
+        None => Expansion::Stuck,
     }
-    let mut a = BoxDomain {
-        lower: d.lower.clone(),
-        upper: d.upper.clone(),
-        pending: pending.clone(),
-        score: worst,
-        depth: d.depth + 1,
-    };
-    let mut b = a.clone();
-    b.pending = pending;
-    a.upper[dim] = mid;
-    b.lower[dim] = mid;
-    BoxOutcome::Split(Box::new((a, b)))
 }
 
 /// Input-split branch and bound over one box.
@@ -306,41 +422,56 @@ pub fn input_split(
     upper: &[f64],
     stats: &mut SearchStats,
 ) -> SearchEnd {
+    let strong = ctx.split.strong;
+    let all: Vec<usize> = (0..ctx.spec.clauses.len()).collect();
+    stats.domains += 1;
     // Depth first (a stack): the frontier, and the parent bounds it holds, stay small.
-    let mut heap: Vec<BoxDomain> = Vec::new();
-    heap.push(BoxDomain {
-        lower: lower.to_vec(),
-        upper: upper.to_vec(),
-        pending: (0..ctx.spec.clauses.len()).collect(),
-        score: f64::NEG_INFINITY,
-        depth: 0,
-    });
+    let mut stack: Vec<BoxDomain> = Vec::new();
     let mut min_slack = f64::INFINITY;
+    match eval_box(ctx, lower.to_vec(), upper.to_vec(), &all, 0, None) {
+        BoxEval::Proven(s) => return SearchEnd::Proven { min_slack: s },
+        BoxEval::Cex(x) => return SearchEnd::Counterexample(x),
+        BoxEval::Open(d) => stack.push(d),
+    }
     let mut last_report = Instant::now();
-    let batch = 64 * rayon::current_num_threads().max(1);
-    while !heap.is_empty() {
+    let batch = 32 * rayon::current_num_threads().max(1);
+    while !stack.is_empty() {
         if Instant::now() >= ctx.deadline {
             return SearchEnd::Unknown(format!(
                 "timeout with {} boxes left after {} bounded",
-                heap.len(),
+                stack.len(),
                 stats.domains
             ));
         }
-        let take = heap.len().min(batch);
-        let work: Vec<BoxDomain> = (0..take).filter_map(|_| heap.pop()).collect();
-        let results: Vec<BoxOutcome> = work.par_iter().map(|d| bound_box(ctx, d)).collect();
-        stats.domains += work.len() as u64;
-        for (d, r) in work.iter().zip(results) {
-            stats.max_depth = stats.max_depth.max(d.depth);
+        let take = stack.len().min(batch);
+        let work: Vec<BoxDomain> = (0..take).filter_map(|_| stack.pop()).collect();
+        let results: Vec<(Expansion, u64)> = work
+            .par_iter()
+            .map(|d| {
+                let mut n = 0;
+                let e = expand(ctx, d, strong, &mut n);
+                (e, n)
+            })
+            .collect();
+        for (d, (r, n)) in work.iter().zip(results) {
+            stats.domains += n;
+            stats.max_depth = stats.max_depth.max(d.depth + 1);
             match r {
-                BoxOutcome::Proven(s) => min_slack = min_slack.min(s),
-                BoxOutcome::Cex(x) => return SearchEnd::Counterexample(x),
-                BoxOutcome::Split(pair) => {
-                    let (a, b) = *pair;
-                    heap.push(a);
-                    heap.push(b);
+                Expansion::Cex(x) => return SearchEnd::Counterexample(x),
+                Expansion::Split(mut pair) => {
+                    // The worse half last: popped first, where a counterexample is likelier.
+                    if pair[0].slack() < pair[1].slack() {
+                        pair.swap(0, 1);
+                    }
+                    for e in *pair {
+                        match e {
+                            BoxEval::Proven(s) => min_slack = min_slack.min(s),
+                            BoxEval::Cex(x) => return SearchEnd::Counterexample(x),
+                            BoxEval::Open(child) => stack.push(child),
+                        }
+                    }
                 }
-                BoxOutcome::Stuck => {
+                Expansion::Stuck => {
                     return SearchEnd::Unknown(
                         "a box could not be split further (width at floating-point resolution)"
                             .into(),
@@ -351,7 +482,7 @@ pub fn input_split(
         if last_report.elapsed() >= Duration::from_secs(5) {
             tracing::info!(
                 boxes_done = stats.domains,
-                boxes_left = heap.len(),
+                boxes_left = stack.len(),
                 depth = stats.max_depth,
                 "input split"
             );

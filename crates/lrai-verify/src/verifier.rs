@@ -11,7 +11,7 @@ use lrai_core::Tensor;
 use crate::attack::{self, AttackOpts};
 use crate::bounds::{self, crown_intermediate, relaxations};
 use crate::network::Network;
-use crate::search::{self, Ctx, ReluSplitOpts, SearchEnd, SearchStats, Spec};
+use crate::search::{self, Ctx, InputSplitOpts, ReluSplitOpts, SearchEnd, SearchStats, Spec};
 use crate::vnnlib::Property;
 use crate::{Result, VerifyError};
 
@@ -70,6 +70,8 @@ pub struct Settings {
     pub attack: AttackOpts,
     /// ReLU-split settings.
     pub relu: ReluSplitOpts,
+    /// Input-split settings.
+    pub input_split: InputSplitOpts,
 }
 
 impl Default for Settings {
@@ -80,6 +82,7 @@ impl Default for Settings {
             input_split_max_dim: 16,
             attack: AttackOpts::default(),
             relu: ReluSplitOpts::default(),
+            input_split: InputSplitOpts::default(),
         }
     }
 }
@@ -281,6 +284,7 @@ pub fn verify(
                 .zip(&bx.upper)
                 .map(|(l, u)| (u - l).max(f64::MIN_POSITIVE))
                 .collect(),
+            split: &settings.input_split,
             confirm: &bx_confirm,
         };
         let mut stats = SearchStats::default();

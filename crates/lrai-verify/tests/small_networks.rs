@@ -364,3 +364,48 @@ fn deeper_network_agrees_with_sampling() {
         assert_counterexample(&m, &prop, &o);
     }
 }
+
+#[test]
+fn attack_finds_counterexamples_on_the_box_faces() {
+    // `y = relu(x0 − 0.9999) + relu(x1 − 0.9999)` on `[0, 1]²` reaches 1.5e-4 only
+    // within 5e-5 of the corner (1, 1), where uniform samples never land and the
+    // gradient is zero almost everywhere (PGD does not move): the attack's face samples
+    // must find it, before any search (bounds only).
+    let dir = tempfile::tempdir().unwrap();
+    let m = Model::from_proto(
+        &mlp(&[
+            layer(&[&[1.0, 0.0], &[0.0, 1.0]], &[-0.9999, -0.9999]),
+            layer(&[&[1.0, 1.0]], &[0.0]),
+        ]),
+        dir.path(),
+    );
+    let text = vnnlib_box(&[0.0, 0.0], &[1.0, 1.0], 1, "(assert (>= Y_0 0.00015))");
+    let prop = vnnlib::parse("p", &text).unwrap();
+    let o = m.verify(&prop, &settings(Method::BoundsOnly, 20.0));
+    assert_counterexample(&m, &prop, &o);
+    assert_eq!(o.method, "attack");
+}
+
+#[test]
+fn input_split_without_strong_branching_or_pgd_still_decides() {
+    // The plain rule (first candidate only, no PGD in boxes) is the other code path of
+    // the input-split search: it must still prove what holds and find what is violated.
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    for (asserts, want) in [
+        ("(assert (>= Y_1 2.01))", "holds"),
+        ("(assert (>= Y_1 1.98))", "violated"),
+    ] {
+        let prop = vnnlib::parse("p", &square(asserts)).unwrap();
+        let mut s = settings(Method::InputSplit, 20.0);
+        s.attack.samples = 0;
+        s.attack.restarts = 0;
+        s.input_split.strong = false;
+        s.input_split.pgd_steps = 0;
+        let o = m.verify(&prop, &s);
+        assert_eq!(o.verdict.as_str(), want, "{asserts}: {o:?}");
+        if want == "violated" {
+            assert_counterexample(&m, &prop, &o);
+        }
+    }
+}
