@@ -676,25 +676,27 @@ pub struct Job {
 
 /// Which requests to give up so that as many as possible of the rest finish on time:
 /// Moore–Hodgson's algorithm (optimal for one machine, jobs in deadline order): add
-/// jobs in order; whenever the last would finish late, drop the costliest kept so far
-/// (the oldest among equals). The schedule starts at `start` on `parallel` instances
-/// (approximated as one `parallel` times faster). Sacrificing one long request to save
-/// several short ones is what a p95 objective wants.
+/// jobs in order; whenever the last would finish late, drop the costliest kept so far,
+/// the youngest among equals. Sacrificing one long request to save several short ones
+/// is what a p95 objective wants. Among equal costs the youngest goes because it is
+/// last in line anyway: when the prediction was pessimistic and no one else arrives, it
+/// runs exactly when it would have. The schedule starts at `start` on `parallel`
+/// instances (approximated as one `parallel` times faster).
 pub fn late_set(start: Instant, parallel: usize, jobs: &[Job]) -> Vec<bool> {
     let parallel = u32::try_from(parallel.max(1)).unwrap_or(u32::MAX);
     let mut give_up = vec![false; jobs.len()];
-    // (cost, Reverse(index)): the costliest first, the oldest among equal costs.
-    let mut kept: std::collections::BinaryHeap<(Duration, std::cmp::Reverse<usize>)> =
+    // (cost, index): the costliest first, the youngest among equal costs.
+    let mut kept: std::collections::BinaryHeap<(Duration, usize)> =
         std::collections::BinaryHeap::new();
     let mut t = start;
     for (i, j) in jobs.iter().enumerate() {
         let c = j.cost / parallel;
         t += c;
         if j.movable {
-            kept.push((c, std::cmp::Reverse(i)));
+            kept.push((c, i));
         }
         if t > j.due
-            && let Some((c_max, std::cmp::Reverse(k))) = kept.pop()
+            && let Some((c_max, k)) = kept.pop()
         {
             give_up[k] = true;
             t = t.checked_sub(c_max).unwrap_or(start);

@@ -355,7 +355,7 @@ fn simulate_lengths(
         }
         if running.is_none() {
             if ctrl.is_adaptive() {
-                let target = ctrl.target();
+                let target = ctrl.slo();
                 let jobs: Vec<Job> = queue
                     .iter()
                     .take_while(|c| !c.late)
@@ -654,16 +654,16 @@ fn gives_up_one_long_request_to_save_several_short_ones() {
         job(13.0, 2.0),
     ];
     assert_eq!(late_set(t0, 1, &jobs), vec![true, false, false, false]);
-    // Equal costs: the oldest is given up, the younger ones have more time left.
+    // Equal costs: the youngest is given up (last in line anyway).
     let jobs = [job(3.0, 2.0), job(4.0, 2.0), job(5.0, 2.0)];
-    assert_eq!(late_set(t0, 1, &jobs), vec![true, false, false]);
+    assert_eq!(late_set(t0, 1, &jobs), vec![false, false, true]);
     // Requests with a deadline of their own are never given up.
     let fixed = Job {
         movable: false,
         ..job(10.0, 8.0)
     };
     let jobs = [fixed, job(11.0, 2.0), job(12.0, 2.0), job(13.0, 2.0)];
-    assert_eq!(late_set(t0, 1, &jobs), vec![false, true, false, false]);
+    assert_eq!(late_set(t0, 1, &jobs), vec![false, false, false, true]);
     // Two instances: twice the work fits.
     let jobs = [job(4.0, 2.0), job(4.0, 2.0), job(4.0, 2.0), job(4.0, 2.0)];
     assert_eq!(late_set(t0, 2, &jobs), vec![false; 4]);

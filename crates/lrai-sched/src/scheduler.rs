@@ -376,9 +376,11 @@ fn drive(
                 now
             };
             let parallel = b.running.len();
+            // Against the objective itself, not the margin-reduced target batches aim at:
+            // a request is given up only when it is predicted to miss the objective.
             let demoted = b
                 .queue
-                .demote_late(start, parallel, c.target(), |e| cost.predict(e));
+                .demote_late(start, parallel, c.slo(), |e| cost.predict(e));
             if demoted > 0 {
                 c.on_demoted(demoted);
             }
