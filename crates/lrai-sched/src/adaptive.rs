@@ -681,10 +681,20 @@ pub struct Job {
 /// is what a p95 objective wants. Among equal costs the youngest goes because it is
 /// last in line anyway: when the prediction was pessimistic and no one else arrives, it
 /// runs exactly when it would have. The schedule starts at `start` on `parallel`
-/// instances (approximated as one `parallel` times faster).
-pub fn late_set(start: Instant, parallel: usize, jobs: &[Job]) -> Vec<bool> {
+/// instances (approximated as one `parallel` times faster). Returns the indices to give
+/// up, ascending; it runs on every batcher wake-up, so when all are on time (the usual
+/// case) it allocates nothing.
+pub fn late_set(start: Instant, parallel: usize, jobs: &[Job]) -> Vec<usize> {
     let parallel = u32::try_from(parallel.max(1)).unwrap_or(u32::MAX);
-    let mut give_up = vec![false; jobs.len()];
+    let mut end = start;
+    let all_on_time = jobs.iter().all(|j| {
+        end += j.cost / parallel;
+        end <= j.due
+    });
+    if all_on_time {
+        return Vec::new();
+    }
+    let mut give_up = Vec::new();
     // (cost, index): the costliest first, the youngest among equal costs.
     let mut kept: std::collections::BinaryHeap<(Duration, usize)> =
         std::collections::BinaryHeap::new();
@@ -698,10 +708,11 @@ pub fn late_set(start: Instant, parallel: usize, jobs: &[Job]) -> Vec<bool> {
         if t > j.due
             && let Some((c_max, k)) = kept.pop()
         {
-            give_up[k] = true;
+            give_up.push(k);
             t = t.checked_sub(c_max).unwrap_or(start);
         }
     }
+    give_up.sort_unstable();
     give_up
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct Queue {
     edf: Option<Duration>,
     /// Sequence-length buckets: a batch's members are padded to its longest.
     padding: Option<crate::Padding>,
+    /// [`Queue::demote_late`]'s plan, kept to reuse its allocation on every wake-up.
+    plan: Vec<crate::adaptive::Job>,
 }
 
 /// How many on-time requests per lane [`Queue::demote_late`] plans ahead for.
@@ -77,6 +79,7 @@ impl Queue {
             next_deadline: None,
             edf: None,
             padding: None,
+            plan: Vec::new(),
         }
     }
 
@@ -163,21 +166,20 @@ impl Queue {
             // The first few hundred are enough to decide what runs next; the rest are
             // looked at as they move up (keeps a deep queue cheap).
             let on_time = lane.iter().take_while(|p| !p.late).take(DEMOTE_HORIZON);
-            let jobs: Vec<crate::adaptive::Job> = on_time
-                .map(|p| crate::adaptive::Job {
-                    due: p.deadline.unwrap_or(p.enqueued + target),
-                    cost: alone(p.elements),
-                    movable: p.deadline.is_none(),
-                })
-                .collect();
-            let give_up = crate::adaptive::late_set(start, parallel, &jobs);
-            if !give_up.iter().any(|&g| g) {
+            self.plan.clear();
+            self.plan.extend(on_time.map(|p| crate::adaptive::Job {
+                due: p.deadline.unwrap_or(p.enqueued + target),
+                cost: alone(p.elements),
+                movable: p.deadline.is_none(),
+            }));
+            let give_up = crate::adaptive::late_set(start, parallel, &self.plan);
+            if give_up.is_empty() {
                 continue;
             }
             let mut kept = VecDeque::with_capacity(lane.len());
             let mut late = Vec::new();
             for (i, mut p) in lane.drain(..).enumerate() {
-                if p.late || give_up.get(i).copied().unwrap_or(false) {
+                if p.late || give_up.binary_search(&i).is_ok() {
                     if !p.late {
                         moved += 1;
                         p.late = true;

@@ -145,6 +145,14 @@ impl Scheduler {
     /// With padding configured, the outputs may still carry the batch's padding
     /// ([`JobOutput::padded_len`]); [`Scheduler::infer`] cuts it off.
     pub fn submit(&self, req: Request) -> Result<oneshot::Receiver<Result<JobOutput>>> {
+        self.enqueue(req).map(|(rx, _)| rx)
+    }
+
+    /// [`Scheduler::submit`], also returning the request's length on the padded axis.
+    fn enqueue(
+        &self,
+        req: Request,
+    ) -> Result<(oneshot::Receiver<Result<JobOutput>>, Option<usize>)> {
         let cfg = &self.config;
         let levels = cfg.levels.len();
         // Triton's rule: 0 or a level the model doesn't have means the default level.
@@ -213,7 +221,7 @@ impl Scheduler {
                 model: cfg.model.clone(),
             });
         }
-        Ok(rx)
+        Ok((rx, seq_len))
     }
 
     /// Submits and waits for the answer.
@@ -221,15 +229,14 @@ impl Scheduler {
     /// # Errors
     /// As [`Scheduler::submit`], plus the request's own outcome (timeout, exec errors).
     pub async fn infer(&self, req: Request) -> Result<JobOutput> {
-        let padding = self.config.padding.as_ref();
-        let from = padding.and_then(|p| p.paddable_len(&req.inputs));
-        let rx = self.submit(req)?;
+        let (rx, from) = self.enqueue(req)?;
         let mut out = rx.await.unwrap_or_else(|_| {
             Err(SchedError::NotServing {
                 model: self.config.model.clone(),
             })
         })?;
-        if let (Some(p), Some(from), Some(to)) = (padding, from, out.padded_len)
+        if let (Some(p), Some(from), Some(to)) =
+            (self.config.padding.as_ref(), from, out.padded_len)
             && to > from
         {
             out.outputs = crate::pad::trim_outputs(p, crate::Padded { from, to }, out.outputs);
