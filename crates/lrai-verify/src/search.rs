@@ -112,6 +112,31 @@ pub struct InputSplitOpts {
     /// about a fifth of a box's bound on ACAS Xu and found prop_2's counterexamples on
     /// nets 1_5 and 5_3 after under 1 600 boxes (the search alone: none in 100 000).
     pub pgd_steps: usize,
+    /// How each box's intermediate bounds are computed.
+    pub bounds: BoxBounds,
+}
+
+/// Intermediate bounds per box in the input-split search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoxBounds {
+    /// CROWN back-substitution for every layer.
+    Crown,
+    /// Forward linear bounds ([`bounds::forward_intermediate_within`]) only.
+    Forward,
+    /// Forward first; CROWN (starting from the forward bounds) on boxes it leaves open.
+    ForwardThenCrown,
+}
+
+impl std::str::FromStr for BoxBounds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "crown" => Ok(BoxBounds::Crown),
+            "forward" => Ok(BoxBounds::Forward),
+            "forward+crown" => Ok(BoxBounds::ForwardThenCrown),
+            _ => Err(format!("unknown box bounds {s:?}: use crown, forward or forward+crown")),
+        }
+    }
 }
 
 impl Default for InputSplitOpts {
@@ -119,6 +144,7 @@ impl Default for InputSplitOpts {
         InputSplitOpts {
             strong: true,
             pgd_steps: 8,
+            bounds: BoxBounds::Crown,
         }
     }
 }
@@ -242,8 +268,84 @@ fn eval_box(
     parent: Option<&NodeBounds>,
 ) -> BoxEval {
     let net = ctx.net;
-    let nb = bounds::crown_intermediate_within(net, &lower, &upper, parent);
-    let rel = relaxations(net, &nb);
+    let mut nb = match ctx.split.bounds {
+        BoxBounds::Crown => bounds::crown_intermediate_within(net, &lower, &upper, parent),
+        BoxBounds::Forward | BoxBounds::ForwardThenCrown => {
+            bounds::forward_intermediate_within(net, &lower, &upper, parent)
+        }
+    };
+    let mut rows = bound_rows(ctx, &nb, &lower, &upper, pending_in);
+    if ctx.split.bounds == BoxBounds::ForwardThenCrown && !rows.pending.is_empty() {
+        // Starting from the forward bounds keeps whichever is tighter per neuron.
+        nb = bounds::crown_intermediate_within(net, &lower, &upper, Some(&nb));
+        rows = bound_rows(ctx, &nb, &lower, &upper, &rows.pending);
+    }
+    let RowBounds {
+        pending,
+        worst,
+        worst_x,
+        worst_coeffs,
+        min_slack,
+    } = rows;
+    if pending.is_empty() {
+        return BoxEval::Proven(min_slack);
+    }
+    let centre: Vec<f64> = lower
+        .iter()
+        .zip(&upper)
+        .map(|(l, u)| 0.5 * (l + u))
+        .collect();
+    for x in [&worst_x, &centre] {
+        if let Some(cex) = try_point(ctx, x) {
+            return BoxEval::Cex(cex);
+        }
+    }
+    // A few PGD steps from that vertex: the search narrows the box around the regions
+    // where the relaxation says a counterexample may be, the attack finds it there.
+    if ctx.split.pgd_steps > 0 {
+        let found = attack::pgd(net, ctx.prop, &lower, &upper, worst_x, ctx.split.pgd_steps);
+        if let Some(cex) = found.and_then(|(_, x)| (ctx.confirm)(&x)) {
+            return BoxEval::Cex(cex);
+        }
+    }
+    BoxEval::Open(BoxDomain {
+        lower,
+        upper,
+        depth,
+        pending,
+        worst,
+        worst_coeffs,
+        bounds: Arc::new(nb),
+    })
+}
+
+/// The spec rows of some clauses bounded on one box.
+struct RowBounds {
+    /// Clauses not proven.
+    pending: Vec<usize>,
+    /// The smallest best slack among them.
+    worst: f64,
+    /// The minimising vertex of that clause's best bound.
+    worst_x: Vec<f64>,
+    /// Input coefficients of that bound.
+    worst_coeffs: Vec<f64>,
+    /// The smallest best slack among the proven clauses.
+    min_slack: f64,
+}
+
+/// Back-substitutes the rows of `pending_in`'s clauses given the box's intermediate
+/// bounds. A clause is a conjunction (unsafe when every row is `<= 0`), so besides each
+/// row alone a convex combination of its rows' linear bounds ([`combine_rows`]) proves
+/// it when positive.
+fn bound_rows(
+    ctx: &Ctx<'_>,
+    nb: &NodeBounds,
+    lower: &[f64],
+    upper: &[f64],
+    pending_in: &[usize],
+) -> RowBounds {
+    let net = ctx.net;
+    let rel = relaxations(net, nb);
     let (c, dd, idx) = ctx.spec.rows_of(pending_in);
     let back = backward(
         net,
@@ -257,67 +359,200 @@ fn eval_box(
             keep: false,
         },
     );
-    let (lb, xs) = minimise(&back, &lower, &upper, true);
+    let (lb, xs) = minimise(&back, lower, upper, true);
     // Margins from this box's own bounds: much tighter than the root's.
-    let margin = ctx.spec.margins_for(net, &nb);
-    let mut pending = Vec::new();
-    let mut worst = f64::INFINITY;
-    let mut worst_row = 0;
-    let mut min_slack = f64::INFINITY;
+    let margin = ctx.spec.margins_for(net, nb);
+    let mut out = RowBounds {
+        pending: Vec::new(),
+        worst: f64::INFINITY,
+        worst_x: Vec::new(),
+        worst_coeffs: Vec::new(),
+        min_slack: f64::INFINITY,
+    };
     let mut off = 0;
     for &cl in pending_in {
         let n = ctx.spec.clauses[cl].len();
+        let rows = off..off + n;
+        off += n;
+        let konst = |r: usize| back.c[r] + dd[r] - margin[idx[r]].min(ctx.spec.margin[idx[r]]);
         let mut best = f64::NEG_INFINITY;
-        let mut best_r = off;
-        for r in off..off + n {
+        let mut best_r = rows.start;
+        for r in rows.clone() {
             let slack = lb[r] + dd[r] - margin[idx[r]].min(ctx.spec.margin[idx[r]]);
             if slack > best {
                 best = slack;
                 best_r = r;
             }
         }
-        if best > 0.0 {
-            min_slack = min_slack.min(best);
-        } else {
-            pending.push(cl);
-            if best < worst {
-                worst = best;
-                worst_row = best_r;
+        let mut combined = None;
+        if best <= 0.0 && n > 1 {
+            let a: Vec<&[f64]> = rows.clone().map(|r| back.a_in.row(r)).collect();
+            let k: Vec<f64> = rows.clone().map(konst).collect();
+            if let Some((v, w)) = combine_rows(&a, &k, lower, upper)
+                && v > best
+            {
+                best = v;
+                combined = Some(w);
             }
         }
-        off += n;
-    }
-    if pending.is_empty() {
-        return BoxEval::Proven(min_slack);
-    }
-    let centre: Vec<f64> = lower
-        .iter()
-        .zip(&upper)
-        .map(|(l, u)| 0.5 * (l + u))
-        .collect();
-    for x in [&xs[worst_row], &centre] {
-        if let Some(cex) = try_point(ctx, x) {
-            return BoxEval::Cex(cex);
+        if best > 0.0 {
+            out.min_slack = out.min_slack.min(best);
+        } else {
+            out.pending.push(cl);
+            if best < out.worst {
+                out.worst = best;
+                match combined {
+                    Some(w) => {
+                        out.worst_x = vertex(&w, lower, upper);
+                        out.worst_coeffs = w;
+                    }
+                    None => {
+                        out.worst_x = xs[best_r].clone();
+                        out.worst_coeffs = back.a_in.row(best_r).to_vec();
+                    }
+                }
+            }
         }
     }
-    // A few PGD steps from that vertex: the search narrows the box around the regions
-    // where the relaxation says a counterexample may be, the attack finds it there.
-    if ctx.split.pgd_steps > 0 {
-        let start = xs[worst_row].clone();
-        let found = attack::pgd(net, ctx.prop, &lower, &upper, start, ctx.split.pgd_steps);
-        if let Some(cex) = found.and_then(|(_, x)| (ctx.confirm)(&x)) {
-            return BoxEval::Cex(cex);
+    out
+}
+
+/// The box vertex minimising `w·x`.
+fn vertex(w: &[f64], lower: &[f64], upper: &[f64]) -> Vec<f64> {
+    w.iter()
+        .zip(lower.iter().zip(upper))
+        .map(|(w, (l, u))| if *w >= 0.0 { *l } else { *u })
+        .collect()
+}
+
+/// The best lower bound of a convex combination `Σ λ_r (a_r·x + k_r)` over the box
+/// (`λ ≥ 0`, `Σ λ = 1`), and its coefficients `Σ λ_r a_r`. If it is positive, at every
+/// point of the box some row is positive, so the conjunction "every row `<= 0`" has no
+/// solution there, although no row alone is positive everywhere (rows are tight in
+/// different corners; ACAS Xu prop_2's four "`Y_0` is largest" rows, say). Any `λ`
+/// gives a sound bound, so it is searched cheaply: every pair of rows exactly (the
+/// bound is concave and piecewise linear in the mixing weight, maximal at an end or
+/// where a coefficient changes sign), then exponentiated-gradient steps over all rows.
+fn combine_rows(a: &[&[f64]], k: &[f64], lower: &[f64], upper: &[f64]) -> Option<(f64, Vec<f64>)> {
+    let m = a.len();
+    let n = lower.len();
+    let value = |lam: &[f64], w: &mut Vec<f64>| -> f64 {
+        w.clear();
+        w.resize(n, 0.0);
+        let mut v = 0.0;
+        for (r, &l) in lam.iter().enumerate() {
+            if l == 0.0 {
+                continue;
+            }
+            v += l * k[r];
+            for (wi, ai) in w.iter_mut().zip(a[r]) {
+                *wi += l * ai;
+            }
+        }
+        v + w
+            .iter()
+            .zip(lower.iter().zip(upper))
+            .map(|(w, (l, u))| (w * l).min(w * u))
+            .sum::<f64>()
+    };
+    let mut w = Vec::with_capacity(n);
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    let mut lam = vec![0.0; m];
+    let mut ts = Vec::with_capacity(n + 2);
+    for p in 0..m {
+        for q in (p + 1)..m {
+            ts.clear();
+            ts.extend([0.0, 1.0]);
+            for (ap, aq) in a[p].iter().zip(a[q]) {
+                let d = ap - aq;
+                if d != 0.0 {
+                    let t = -aq / d;
+                    if t > 0.0 && t < 1.0 {
+                        ts.push(t);
+                    }
+                }
+            }
+            for &t in &ts {
+                lam.iter_mut().for_each(|l| *l = 0.0);
+                lam[p] = t;
+                lam[q] = 1.0 - t;
+                let v = value(&lam, &mut w);
+                if best.as_ref().is_none_or(|(b, _)| v > *b) {
+                    best = Some((v, lam.clone()));
+                }
+            }
         }
     }
-    BoxEval::Open(BoxDomain {
-        lower,
-        upper,
-        depth,
-        pending,
-        worst,
-        worst_coeffs: back.a_in.row(worst_row).to_vec(),
-        bounds: Arc::new(nb),
-    })
+    let (mut best_v, mut lam) = best?;
+    if m > 2 {
+        // Pairwise exact line searches from the best pair (moving weight from one row to
+        // another, as in SMO): each step is exact, so the bound never decreases.
+        let mut wq = vec![0.0; n];
+        for _sweep in 0..8 {
+            let before = best_v;
+            for p in 0..m {
+                for q in 0..m {
+                    if p == q || best_v > 0.0 {
+                        continue;
+                    }
+                    // λ + δ(e_p − e_q) with δ ∈ [−λ_p, λ_q].
+                    value(&lam, &mut w);
+                    for (i, d) in wq.iter_mut().enumerate() {
+                        *d = a[p][i] - a[q][i];
+                    }
+                    let g = |delta: f64| -> f64 {
+                        let mut v = 0.0;
+                        for (r, l) in lam.iter().enumerate() {
+                            let l = l + if r == p {
+                                delta
+                            } else if r == q {
+                                -delta
+                            } else {
+                                0.0
+                            };
+                            v += l * k[r];
+                        }
+                        v + (0..n)
+                            .map(|i| {
+                                let wi = w[i] + delta * wq[i];
+                                (wi * lower[i]).min(wi * upper[i])
+                            })
+                            .sum::<f64>()
+                    };
+                    ts.clear();
+                    ts.extend([-lam[p], lam[q]]);
+                    for (wi, d) in w.iter().zip(&wq) {
+                        if *d != 0.0 {
+                            let t = -wi / d;
+                            if t > -lam[p] && t < lam[q] {
+                                ts.push(t);
+                            }
+                        }
+                    }
+                    let mut best_d = 0.0;
+                    let mut best_g = g(0.0);
+                    for &t in &ts {
+                        let v = g(t);
+                        if v > best_g {
+                            best_g = v;
+                            best_d = t;
+                        }
+                    }
+                    if best_d != 0.0 {
+                        lam[p] = (lam[p] + best_d).max(0.0);
+                        lam[q] = (lam[q] - best_d).max(0.0);
+                        best_v = best_v.max(best_g);
+                    }
+                }
+            }
+            if best_v <= before + 1e-12 * before.abs().max(1e-300) {
+                break;
+            }
+        }
+    }
+    let best_lam = lam;
+    let v = value(&best_lam, &mut w);
+    Some((v.min(best_v), w))
 }
 
 /// Dimensions worth splitting, best guess first:
@@ -735,4 +970,31 @@ pub fn relu_split(
         }
     }
     SearchEnd::Proven { min_slack }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combine_rows;
+
+    #[test]
+    fn combined_rows_prove_what_no_row_proves_alone() {
+        // x + 0.1 and −x + 0.1 on [−1, 1]: each alone reaches −0.9, their mean is 0.1.
+        let (v, w) = combine_rows(&[&[1.0], &[-1.0]], &[0.1, 0.1], &[-1.0], &[1.0]).unwrap();
+        assert!((v - 0.1).abs() < 1e-12, "{v}");
+        assert!(w[0].abs() < 1e-12);
+        // Three rows on a square, tight in different corners: x0, x1 and −x0 − x1 (+0.1
+        // each); only all three together are positive (at most 0.1, with weights 1/3).
+        // The search stops once the bound is positive.
+        let (v, _) = combine_rows(
+            &[&[1.0, 0.0], &[0.0, 1.0], &[-1.0, -1.0]],
+            &[0.1, 0.1, 0.1],
+            &[-1.0, -1.0],
+            &[1.0, 1.0],
+        )
+        .unwrap();
+        assert!(v > 0.0 && v <= 0.1 + 1e-12, "{v}");
+        // A conjunction that is satisfiable (x = 0 makes both rows −0.1) is never proven.
+        let (v, _) = combine_rows(&[&[1.0], &[-1.0]], &[-0.1, -0.1], &[-1.0], &[1.0]).unwrap();
+        assert!(v <= -0.1 + 1e-12, "{v}");
+    }
 }

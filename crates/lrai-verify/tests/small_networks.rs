@@ -409,3 +409,81 @@ fn input_split_without_strong_branching_or_pgd_still_decides() {
         }
     }
 }
+
+#[test]
+fn forward_bounds_contain_every_sample_and_are_within_ibp() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Model::from_proto(
+        &mlp(&[
+            layer(
+                &[&[0.7, -1.2], &[-0.4, 0.9], &[1.1, 0.3], &[-0.8, -0.6]],
+                &[0.1, -0.2, 0.05, 0.3],
+            ),
+            layer(
+                &[
+                    &[0.5, -0.7, 0.9, 0.2],
+                    &[-0.3, 0.8, -0.5, 0.6],
+                    &[0.9, 0.1, -0.4, -0.7],
+                ],
+                &[0.0, 0.1, -0.1],
+            ),
+            layer(&[&[1.0, -0.5, 0.8]], &[0.2]),
+        ]),
+        dir.path(),
+    );
+    let (lo, hi) = ([-1.0, -0.5], [0.5, 1.0]);
+    let ibp = bounds::ibp(&m.net, &lo, &hi);
+    let fwd = bounds::forward_intermediate_within(&m.net, &lo, &hi, None);
+    // Forward bounds are intersected with IBP, and strictly tighter on the output here.
+    for k in 0..m.net.nodes.len() {
+        for i in 0..m.net.dims[k] {
+            assert!(fwd.lower[k][i] >= ibp.lower[k][i] && fwd.upper[k][i] <= ibp.upper[k][i]);
+        }
+    }
+    let out = m.net.output;
+    assert!(fwd.upper[out][0] - fwd.lower[out][0] < ibp.upper[out][0] - ibp.lower[out][0]);
+    let n = 60;
+    for i in 0..=n {
+        for j in 0..=n {
+            let x = [
+                lo[0] + (hi[0] - lo[0]) * f64::from(i) / f64::from(n),
+                lo[1] + (hi[1] - lo[1]) * f64::from(j) / f64::from(n),
+            ];
+            let vals = m.net.eval_all(&x);
+            for (k, v) in vals.iter().enumerate() {
+                for (e, v) in v.iter().enumerate() {
+                    assert!(
+                        fwd.lower[k][e] <= *v && *v <= fwd.upper[k][e],
+                        "node {k}[{e}] = {v} outside [{}, {}] at {x:?}",
+                        fwd.lower[k][e],
+                        fwd.upper[k][e]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn input_split_decides_with_every_box_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = abs_net(dir.path());
+    for mode in ["crown", "forward", "forward+crown"] {
+        for (asserts, want) in [
+            ("(assert (>= Y_1 2.01))", "holds"),
+            ("(assert (>= Y_1 1.98))", "violated"),
+            ("(assert (<= Y_0 -0.01))", "holds"),
+        ] {
+            let prop = vnnlib::parse("p", &square(asserts)).unwrap();
+            let mut s = settings(Method::InputSplit, 20.0);
+            s.attack.samples = 0;
+            s.attack.restarts = 0;
+            s.input_split.bounds = mode.parse().unwrap();
+            let o = m.verify(&prop, &s);
+            assert_eq!(o.verdict.as_str(), want, "{mode} {asserts}: {o:?}");
+            if want == "violated" {
+                assert_counterexample(&m, &prop, &o);
+            }
+        }
+    }
+}
