@@ -13,9 +13,9 @@
 //! Linear(x))`) is not fused and runs as a float MatMul plus conversions. Everything
 //! here is standard ONNX (opset ≥ 11), so every runtime and LRAI's verifier can read it.
 //!
-//! Embedding tables read by `Gather` become int8 tables (per column) followed by
-//! `DequantizeLinear`: a size win (MiniLM's word embeddings are half its weights) at no
-//! speed cost. MatMuls of two activations (attention scores) can be quantized too
+//! Embedding tables read by `Gather` become int8 tables (per column, full 8 bits)
+//! followed by `DequantizeLinear`: a size win (MiniLM's word embeddings are half its
+//! weights) at no speed cost. MatMuls of two activations (attention scores) can be quantized too
 //! (both sides dynamically), when asked.
 
 use std::collections::{HashMap, HashSet};
@@ -205,12 +205,14 @@ pub(crate) fn apply(
         let y = n.output.first().cloned().unwrap_or_default();
         match kind {
             Kind::Embedding => {
+                // Full 8 bits: a table is only gathered, never fed to a u8×s8 GEMM, so
+                // the saturation that 7-bit weights avoid cannot happen here.
                 let (table, scale, zp) = quantized_weight(
                     &index,
                     &n.input[0],
                     1,
                     false,
-                    reduce_range,
+                    false,
                     &mut names,
                     &mut inits,
                     &mut weights,
@@ -414,7 +416,7 @@ fn quantized_weight(
     inits: &mut Vec<lrai_onnx::TensorProto>,
     cache: &mut HashMap<String, (String, String, String)>,
 ) -> Result<(String, String, String)> {
-    let key = format!("{w}@{transpose}");
+    let key = format!("{w}@{transpose}@{reduce_range}");
     if let Some(c) = cache.get(&key) {
         return Ok(c.clone());
     }
@@ -523,5 +525,43 @@ mod tests {
         let plan = analyze(&two, "m", true).unwrap();
         let out = apply(&two, &plan, &HashSet::new(), false).unwrap();
         assert!(out.graph.unwrap().node.iter().any(|n| op(n) == "Div"));
+    }
+
+    #[test]
+    fn embedding_tables_use_all_eight_bits() {
+        let table: Vec<f32> = (0..12)
+            .map(|i| f32::from(i8::try_from(i).unwrap()) - 5.5)
+            .collect();
+        let model = ModelProto {
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(13),
+            }],
+            graph: Some(GraphProto {
+                node: vec![node("Gather", "emb", &["table", "ids"], &["y"])],
+                initializer: vec![graph::f32_tensor("table", &[4, 3], &table)],
+                input: vec![graph::value_info("ids", graph::INT64)],
+                output: vec![graph::value_info("y", FLOAT)],
+                ..GraphProto::default()
+            }),
+            ..ModelProto::default()
+        };
+        let plan = analyze(&model, "m", false).unwrap();
+        // reduce_range on: the table still uses all 8 bits (it never meets a GEMM).
+        let out = apply(&model, &plan, &HashSet::new(), true).unwrap();
+        let g = out.graph.unwrap();
+        let ops: Vec<&str> = g.node.iter().map(op).collect();
+        assert_eq!(ops, ["Gather", "DequantizeLinear"]);
+        let codes = g
+            .initializer
+            .iter()
+            .find(|t| t.data_type == Some(graph::INT8) && t.dims == [4, 3])
+            .and_then(|t| t.raw_data.as_deref())
+            .unwrap();
+        assert_eq!(
+            codes.iter().map(|&b| b.cast_signed().unsigned_abs()).max(),
+            Some(127)
+        );
+        assert_eq!(g.node.last().unwrap().output[0], "y");
     }
 }

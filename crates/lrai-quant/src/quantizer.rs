@@ -493,10 +493,13 @@ pub fn quantize_model(
                 } else {
                     "per-channel"
                 },
-                if config.reduce_range {
-                    ", 7-bit (reduce range)"
-                } else {
-                    ""
+                match (config.reduce_range, config.mode) {
+                    (false, _) => "",
+                    // See `qdq::apply`: a u8 input with zero point 0 cannot saturate.
+                    (true, Mode::Static) if config.activation_type == crate::ActivationType::U8 => {
+                        ", 7-bit (reduce range) except after a zero-point-0 u8 input (8-bit)"
+                    }
+                    (true, _) => ", 7-bit (reduce range)",
                 }
             )
         }),
