@@ -25,15 +25,11 @@ fn main() {
         ..SessionOptions::default()
     };
     let session = backend.load(&source, &opts).unwrap();
-    let mut settings = lrai_verify::Settings {
+    let settings = lrai_verify::Settings {
         timeout: Duration::from_secs_f64(timeout),
         method,
         ..lrai_verify::Settings::default()
     };
-    // Development knob: compare the input split's per-box bounds.
-    if let Ok(b) = std::env::var("LRAI_BOX_BOUNDS") {
-        settings.input_split.bounds = b.parse().unwrap();
-    }
     let o = lrai_verify::verify(&net, &prop, &args[2], session.as_ref(), &settings).unwrap();
     println!(
         "{} {:.3} s method={} domains={} depth={} slack={:?} margin={:.2e} {:?}",

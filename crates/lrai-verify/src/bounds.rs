@@ -421,262 +421,121 @@ pub fn crown_intermediate(net: &Network, lower: &[f64], upper: &[f64]) -> NodeBo
 
 /// As [`crown_intermediate`], also intersecting with bounds known for a region that
 /// contains this one (a parent box in input splitting).
+///
+/// One sweep in topological order: each node's IBP bounds and rounding error come from
+/// its predecessors' final bounds, and a linear node that feeds an activation is then
+/// tightened by back-substitution, so every node is visited once (recomputing all later
+/// nodes after each tightening was quadratic in depth, and most of a box's cost).
 pub fn crown_intermediate_within(
     net: &Network,
     lower: &[f64],
     upper: &[f64],
     parent: Option<&NodeBounds>,
 ) -> NodeBounds {
-    let mut b = ibp(net, lower, upper);
-    if let Some(p) = parent {
-        for k in 0..net.nodes.len() {
-            for i in 0..b.lower[k].len() {
-                b.lower[k][i] = b.lower[k][i].max(p.lower[k][i]);
-                b.upper[k][i] = b.upper[k][i].min(p.upper[k][i]).max(b.lower[k][i]);
-            }
+    let n = net.nodes.len();
+    // The activation reading each linear node, if any.
+    let mut feeds: Vec<Option<&Activation>> = vec![None; n];
+    for node in &net.nodes {
+        if let Node::Act { input, act } = node {
+            feeds[*input] = Some(act);
         }
     }
-    for idx in 0..net.nodes.len() {
-        let Node::Act { input, act } = &net.nodes[idx] else {
-            continue;
-        };
-        let z = *input;
-        // Bounds of z depend only on nodes before it, which are final by now; refresh the
-        // relaxations of earlier activations from the tightened bounds.
-        let rows: Vec<usize> = (0..net.dims[z])
-            .filter(|&i| match act {
-                Activation::Relu => b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0,
-                _ => b.upper[z][i] > b.lower[z][i],
-            })
-            .collect();
-        if rows.is_empty() || is_first_linear(net, z) {
-            refresh_after(net, &mut b, z, lower, upper);
-            continue;
+    let mut b = NodeBounds {
+        lower: Vec::with_capacity(n),
+        upper: Vec::with_capacity(n),
+        eps: Vec::with_capacity(n),
+    };
+    let mut rel: Vec<Vec<Relax>> = Vec::with_capacity(n);
+    for (k, feed) in feeds.iter().enumerate() {
+        let (mut l, mut u) = ibp_node(net, &b, k, lower, upper);
+        let e = net.rounding_error(k, &b.lower, &b.upper);
+        for (i, e) in e.iter().enumerate() {
+            l[i] -= e;
+            u[i] += e;
         }
-        let rel = relaxations(net, &b);
-        let dim = net.dims[z];
-        let mut lam = Dense::zeros(2 * rows.len(), dim);
-        for (r, &i) in rows.iter().enumerate() {
-            lam.data[(2 * r) * dim + i] = 1.0;
-            lam.data[(2 * r + 1) * dim + i] = -1.0;
-        }
-        let back = backward(
-            net,
-            &rel,
-            &b.eps,
-            z,
-            lam,
-            BackOpts {
-                alpha: None,
-                splits: None,
-                keep: false,
-            },
-        );
-        let (lb, _) = minimise(&back, lower, upper, false);
-        for (r, &i) in rows.iter().enumerate() {
-            b.lower[z][i] = b.lower[z][i].max(lb[2 * r]);
-            b.upper[z][i] = b.upper[z][i].min(-lb[2 * r + 1]);
-            if b.lower[z][i] > b.upper[z][i] {
-                // Only floating-point noise can cross them; keep the interval non-empty.
-                let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
-                b.lower[z][i] = m;
-                b.upper[z][i] = m;
+        if let Some(p) = parent {
+            for i in 0..l.len() {
+                l[i] = l[i].max(p.lower[k][i]);
+                u[i] = u[i].min(p.upper[k][i]).max(l[i]);
             }
         }
-        refresh_after(net, &mut b, z, lower, upper);
+        b.lower.push(l);
+        b.upper.push(u);
+        b.eps.push(e);
+        if let Some(act) = feed {
+            tighten(net, &mut b, &rel, k, act, lower, upper);
+        }
+        rel.push(match &net.nodes[k] {
+            Node::Act { input, act } => b.lower[*input]
+                .iter()
+                .zip(&b.upper[*input])
+                .enumerate()
+                .map(|(i, (&l, &u))| relax(act, i, l, u))
+                .collect(),
+            _ => Vec::new(),
+        });
     }
     b
 }
 
-/// Forward linear bounds, for networks with few inputs (ACAS Xu has 5): every node
-/// carries a lower and an upper linear function of the input, `L(x) <= v <= U(x)`,
-/// pushed through affine nodes as `W⁺L + W⁻U` and `W⁺U + W⁻L` and through activations
-/// by their linear relaxations (non-negative slopes). Each node's bounds are `L` and
-/// `U` minimised and maximised over the box, intersected with IBP and with `parent`.
-///
-/// One pass costs about `(n_in + 1)` matrix–vector products per node against CROWN's
-/// back-substitution of every unstable neuron through every earlier layer: on ACAS Xu
-/// 20–30× cheaper per box, and looser (the two functions lose their correlation at
-/// each ReLU), so the search pairs it with CROWN where it is not enough.
-pub fn forward_intermediate_within(
+/// CROWN bounds on the elements of linear node `z` (read by `act`) whose interval is not
+/// already exact for it, intersected with what `b` holds. `rel` has the relaxations of
+/// every activation before `z`.
+fn tighten(
     net: &Network,
+    b: &mut NodeBounds,
+    rel: &[Vec<Relax>],
+    z: usize,
+    act: &Activation,
     lower: &[f64],
     upper: &[f64],
-    parent: Option<&NodeBounds>,
-) -> NodeBounds {
-    let n_in = net.input_dim();
-    let cols = n_in + 1;
-    let n = net.nodes.len();
-    let mut b = ibp(net, lower, upper);
-    if let Some(p) = parent {
-        intersect(&mut b, p);
+) {
+    if is_first_linear(net, z) {
+        return;
     }
-    // Column-major: `lo[k][c]` is column `c` (input `c`, or the constant for `c == n_in`)
-    // of node `k`'s lower function, one value per element.
-    let mut lo: Vec<Vec<Vec<f64>>> = Vec::with_capacity(n);
-    let mut up: Vec<Vec<Vec<f64>>> = Vec::with_capacity(n);
-    let centre: Vec<f64> = lower.iter().zip(upper).map(|(l, u)| 0.5 * (l + u)).collect();
-    let radius: Vec<f64> = lower.iter().zip(upper).map(|(l, u)| 0.5 * (u - l)).collect();
-    // min and max of each row of a column-major function over the box.
-    let concretise = |f: &[Vec<f64>], dim: usize, sign: f64| -> Vec<f64> {
-        (0..dim)
-            .map(|i| {
-                let mut v = f[n_in][i];
-                for c in 0..n_in {
-                    let a = f[c][i];
-                    v += a * centre[c] + sign * a.abs() * radius[c];
-                }
-                v
-            })
-            .collect()
-    };
-    for k in 0..n {
-        let dim = net.dims[k];
-        let (fl, fu) = match &net.nodes[k] {
-            Node::Input { .. } => {
-                let mut f = vec![vec![0.0; dim]; cols];
-                for (c, col) in f.iter_mut().enumerate().take(n_in) {
-                    col[c] = 1.0;
-                }
-                (f.clone(), f)
-            }
-            Node::Linear { terms, bias, .. } => {
-                let mut fl = vec![vec![0.0; dim]; cols];
-                let mut fu = vec![vec![0.0; dim]; cols];
-                fl[n_in].copy_from_slice(bias);
-                fu[n_in].copy_from_slice(bias);
-                let mut mid = vec![0.0; dim];
-                let mut rad = vec![0.0; dim];
-                for (j, m) in terms {
-                    for c in 0..cols {
-                        let (jl, ju) = (&lo[*j][c], &up[*j][c]);
-                        let cm: Vec<f64> = jl.iter().zip(ju).map(|(a, b)| 0.5 * (a + b)).collect();
-                        let rm: Vec<f64> = jl.iter().zip(ju).map(|(a, b)| 0.5 * (b - a)).collect();
-                        mid.iter_mut().for_each(|v| *v = 0.0);
-                        rad.iter_mut().for_each(|v| *v = 0.0);
-                        m.apply_add(&cm, &mut mid);
-                        m.abs_apply_add(&rm, &mut rad);
-                        for i in 0..dim {
-                            fl[c][i] += mid[i] - rad[i];
-                            fu[c][i] += mid[i] + rad[i];
-                        }
-                    }
-                }
-                // The backend's rounding error widens the constants.
-                for (i, e) in b.eps[k].iter().enumerate() {
-                    fl[n_in][i] -= e;
-                    fu[n_in][i] += e;
-                }
-                (fl, fu)
-            }
-            Node::Act { input, act } => {
-                let z = *input;
-                let mut fl = vec![vec![0.0; dim]; cols];
-                let mut fu = vec![vec![0.0; dim]; cols];
-                for i in 0..dim {
-                    let r = relax(act, i, b.lower[z][i], b.upper[z][i]);
-                    // Sound only for non-decreasing relaxations (every activation here);
-                    // anything else keeps the constant interval bounds.
-                    if r.lo_s >= 0.0 && r.up_s >= 0.0 && r.lo_s.is_finite() && r.up_s.is_finite() {
-                        for c in 0..cols {
-                            fl[c][i] = r.lo_s * lo[z][c][i];
-                            fu[c][i] = r.up_s * up[z][c][i];
-                        }
-                        fl[n_in][i] += r.lo_c;
-                        fu[n_in][i] += r.up_c;
-                    } else {
-                        fl[n_in][i] = b.lower[k][i];
-                        fu[n_in][i] = b.upper[k][i];
-                    }
-                }
-                for (i, e) in b.eps[k].iter().enumerate() {
-                    fl[n_in][i] -= e;
-                    fu[n_in][i] += e;
-                }
-                (fl, fu)
-            }
-        };
-        if k > 0 {
-            let l = concretise(&fl, dim, -1.0);
-            let u = concretise(&fu, dim, 1.0);
-            for i in 0..dim {
-                let lo_i = b.lower[k][i].max(l[i]);
-                let hi_i = b.upper[k][i].min(u[i]);
-                if lo_i <= hi_i {
-                    b.lower[k][i] = lo_i;
-                    b.upper[k][i] = hi_i;
-                } else {
-                    // Only floating-point noise can cross them; keep the interval non-empty.
-                    let m = 0.5 * (lo_i + hi_i);
-                    b.lower[k][i] = m;
-                    b.upper[k][i] = m;
-                }
-            }
-            // Later nodes' IBP bounds and rounding errors from the tightened ones.
-            refresh_next(net, &mut b, k, lower, upper);
-        }
-        lo.push(fl);
-        up.push(fu);
+    let rows: Vec<usize> = (0..net.dims[z])
+        .filter(|&i| match act {
+            Activation::Relu => b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0,
+            _ => b.upper[z][i] > b.lower[z][i],
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
     }
-    b
-}
-
-/// Intersects `b` with bounds known for a containing region.
-fn intersect(b: &mut NodeBounds, p: &NodeBounds) {
-    for k in 0..b.lower.len() {
-        for i in 0..b.lower[k].len() {
-            b.lower[k][i] = b.lower[k][i].max(p.lower[k][i]);
-            b.upper[k][i] = b.upper[k][i].min(p.upper[k][i]).max(b.lower[k][i]);
-        }
+    let dim = net.dims[z];
+    let mut lam = Dense::zeros(2 * rows.len(), dim);
+    for (r, &i) in rows.iter().enumerate() {
+        lam.data[(2 * r) * dim + i] = 1.0;
+        lam.data[(2 * r + 1) * dim + i] = -1.0;
     }
-}
-
-/// Recomputes the IBP bounds (intersected with what is known) and rounding error of the
-/// nodes that read node `z` directly: enough for a forward pass, which visits them next.
-fn refresh_next(net: &Network, b: &mut NodeBounds, z: usize, lower: &[f64], upper: &[f64]) {
-    for k in (z + 1)..net.nodes.len() {
-        let reads = match &net.nodes[k] {
-            Node::Linear { terms, .. } => terms.iter().any(|(j, _)| *j == z),
-            Node::Act { input, .. } => *input == z,
-            Node::Input { .. } => false,
-        };
-        if !reads {
-            continue;
+    let back = backward(
+        net,
+        rel,
+        &b.eps,
+        z,
+        lam,
+        BackOpts {
+            alpha: None,
+            splits: None,
+            keep: false,
+        },
+    );
+    let (lb, _) = minimise(&back, lower, upper, false);
+    for (r, &i) in rows.iter().enumerate() {
+        b.lower[z][i] = b.lower[z][i].max(lb[2 * r]);
+        b.upper[z][i] = b.upper[z][i].min(-lb[2 * r + 1]);
+        if b.lower[z][i] > b.upper[z][i] {
+            // Only floating-point noise can cross them; keep the interval non-empty.
+            let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
+            b.lower[z][i] = m;
+            b.upper[z][i] = m;
         }
-        let (l, u) = ibp_node(net, b, k, lower, upper);
-        let e = net.rounding_error(k, &b.lower, &b.upper);
-        for i in 0..l.len() {
-            let ei = e.get(i).copied().unwrap_or(0.0);
-            let lo = b.lower[k][i].max(l[i] - ei);
-            let hi = b.upper[k][i].min(u[i] + ei);
-            b.lower[k][i] = lo;
-            b.upper[k][i] = hi.max(lo);
-        }
-        b.eps[k] = e;
     }
 }
 
 /// True when a linear node reads only the input (CROWN equals IBP there).
 fn is_first_linear(net: &Network, z: usize) -> bool {
     matches!(&net.nodes[z], Node::Linear { terms, .. } if terms.iter().all(|(j, _)| matches!(net.nodes[*j], Node::Input { .. })))
-}
-
-/// After node `z`'s bounds were tightened, recomputes (IBP, intersected with what is
-/// known) every later node and its rounding error. All stored bounds are bounds on the
-/// backend's float values, so intersecting them is sound.
-fn refresh_after(net: &Network, b: &mut NodeBounds, z: usize, lower: &[f64], upper: &[f64]) {
-    for k in (z + 1)..net.nodes.len() {
-        let (l, u) = ibp_node(net, b, k, lower, upper);
-        let e = net.rounding_error(k, &b.lower, &b.upper);
-        for i in 0..l.len() {
-            let ei = e.get(i).copied().unwrap_or(0.0);
-            let lo = b.lower[k][i].max(l[i] - ei);
-            let hi = b.upper[k][i].min(u[i] + ei);
-            b.lower[k][i] = lo;
-            b.upper[k][i] = hi.max(lo);
-        }
-        b.eps[k] = e;
-    }
 }
 
 /// The relaxed network evaluated forward at one point per row, choosing each

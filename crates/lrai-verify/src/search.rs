@@ -112,31 +112,12 @@ pub struct InputSplitOpts {
     /// about a fifth of a box's bound on ACAS Xu and found prop_2's counterexamples on
     /// nets 1_5 and 5_3 after under 1 600 boxes (the search alone: none in 100 000).
     pub pgd_steps: usize,
-    /// How each box's intermediate bounds are computed.
-    pub bounds: BoxBounds,
-}
-
-/// Intermediate bounds per box in the input-split search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BoxBounds {
-    /// CROWN back-substitution for every layer.
-    Crown,
-    /// Forward linear bounds ([`bounds::forward_intermediate_within`]) only.
-    Forward,
-    /// Forward first; CROWN (starting from the forward bounds) on boxes it leaves open.
-    ForwardThenCrown,
-}
-
-impl std::str::FromStr for BoxBounds {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "crown" => Ok(BoxBounds::Crown),
-            "forward" => Ok(BoxBounds::Forward),
-            "forward+crown" => Ok(BoxBounds::ForwardThenCrown),
-            _ => Err(format!("unknown box bounds {s:?}: use crown, forward or forward+crown")),
-        }
-    }
+    /// α-CROWN iterations on boxes CROWN leaves open at depth `alpha_depth` or more
+    /// (0: never). On ACAS Xu at 10 from depth 20: 1_1 prop_5 37 s → 1.9 s, 4_7 prop_1
+    /// 18 → 9 s, and prop_2 on 3_3 and 4_2 (unknown after 116 s before) in 14–16 s.
+    pub alpha_iters: usize,
+    /// Split depth from which `alpha_iters` applies.
+    pub alpha_depth: usize,
 }
 
 impl Default for InputSplitOpts {
@@ -144,7 +125,8 @@ impl Default for InputSplitOpts {
         InputSplitOpts {
             strong: true,
             pgd_steps: 8,
-            bounds: BoxBounds::Crown,
+            alpha_iters: 10,
+            alpha_depth: 20,
         }
     }
 }
@@ -256,6 +238,12 @@ enum Expansion {
 /// [`split_candidates`]: see docs/verify.md, Benchmark.
 const MAX_SPLIT_RATIO: f64 = 0.1;
 
+/// The finest (relative to the coarsest dimension) that the unrestricted coefficient
+/// rule may split: about 13 halvings. Without a floor, ACAS Xu 3_3 prop_2 split four
+/// inputs down to 1e-10 (each split reproducing its parent's bound within rounding,
+/// which strong branching took for progress) and never the fifth, 0.06 wide.
+const MIN_SPLIT_RATIO: f64 = 1e-4;
+
 /// Bounds a box with CROWN (intermediate bounds intersected with the parent's): proven
 /// clauses drop out; a box with clauses left is checked for a counterexample at the
 /// worst row's minimising vertex and at its centre.
@@ -268,17 +256,26 @@ fn eval_box(
     parent: Option<&NodeBounds>,
 ) -> BoxEval {
     let net = ctx.net;
-    let mut nb = match ctx.split.bounds {
-        BoxBounds::Crown => bounds::crown_intermediate_within(net, &lower, &upper, parent),
-        BoxBounds::Forward | BoxBounds::ForwardThenCrown => {
-            bounds::forward_intermediate_within(net, &lower, &upper, parent)
+    let nb = bounds::crown_intermediate_within(net, &lower, &upper, parent);
+    let mut rows = bound_rows(ctx, &nb, &lower, &upper, pending_in, 0);
+    // Deep boxes are where CROWN's fixed slopes stall (thin margins): optimising them
+    // there costs ~10 backward passes per box and saves far more boxes (docs/verify.md).
+    if ctx.split.alpha_iters > 0 && depth >= ctx.split.alpha_depth && !rows.pending.is_empty() {
+        let again = bound_rows(
+            ctx,
+            &nb,
+            &lower,
+            &upper,
+            &rows.pending,
+            ctx.split.alpha_iters,
+        );
+        rows.pending = again.pending;
+        if !rows.pending.is_empty() {
+            rows.worst = again.worst;
+            rows.worst_x = again.worst_x;
+            rows.worst_coeffs = again.worst_coeffs;
         }
-    };
-    let mut rows = bound_rows(ctx, &nb, &lower, &upper, pending_in);
-    if ctx.split.bounds == BoxBounds::ForwardThenCrown && !rows.pending.is_empty() {
-        // Starting from the forward bounds keeps whichever is tighter per neuron.
-        nb = bounds::crown_intermediate_within(net, &lower, &upper, Some(&nb));
-        rows = bound_rows(ctx, &nb, &lower, &upper, &rows.pending);
+        rows.min_slack = rows.min_slack.min(again.min_slack);
     }
     let RowBounds {
         pending,
@@ -343,23 +340,48 @@ fn bound_rows(
     lower: &[f64],
     upper: &[f64],
     pending_in: &[usize],
+    alpha_iters: usize,
 ) -> RowBounds {
     let net = ctx.net;
     let rel = relaxations(net, nb);
     let (c, dd, idx) = ctx.spec.rows_of(pending_in);
-    let back = backward(
-        net,
-        &rel,
-        &nb.eps,
-        net.output,
-        c,
-        BackOpts {
-            alpha: None,
-            splits: None,
-            keep: false,
-        },
-    );
-    let (lb, xs) = minimise(&back, lower, upper, true);
+    let (back, lb, xs) = if alpha_iters == 0 {
+        let back = backward(
+            net,
+            &rel,
+            &nb.eps,
+            net.output,
+            c,
+            BackOpts {
+                alpha: None,
+                splits: None,
+                keep: false,
+            },
+        );
+        let (lb, xs) = minimise(&back, lower, upper, true);
+        (back, lb, xs)
+    } else {
+        let alpha = bounds::init_alpha(net, &rel, c.rows);
+        let zeros = vec![0.0; c.rows];
+        let sb = bounds::spec_bound(
+            net,
+            &rel,
+            &nb.eps,
+            &c,
+            &zeros,
+            lower,
+            upper,
+            alpha,
+            &Splits::default(),
+            Dense::zeros(c.rows, 0),
+            &SpecOpts {
+                iters: alpha_iters,
+                lr_alpha: 0.1,
+                lr_beta: 0.05,
+            },
+        );
+        (sb.back, sb.lb, sb.xs)
+    };
     // Margins from this box's own bounds: much tighter than the root's.
     let margin = ctx.spec.margins_for(net, nb);
     let mut out = RowBounds {
@@ -588,7 +610,7 @@ fn split_candidates(ctx: &Ctx<'_>, d: &BoxDomain) -> Vec<usize> {
     let mut out = Vec::with_capacity(3);
     for c in [
         argmax(&|i| rel(i) >= MAX_SPLIT_RATIO * max_rel, &coeff),
-        argmax(&|_| true, &coeff),
+        argmax(&|i| rel(i) >= MIN_SPLIT_RATIO * max_rel, &coeff),
         argmax(&|_| true, &rel),
     ]
     .into_iter()
@@ -632,7 +654,14 @@ fn expand(ctx: &Ctx<'_>, d: &BoxDomain, strong: bool, bounded: &mut u64) -> Expa
         let (Some(b), Some(a)) = (evals.pop(), evals.pop()) else {
             continue;
         };
-        let (sa, sb) = (a.slack(), b.slack());
+        // A half's bound can come out below its parent's (CROWN's relaxations are not
+        // monotone in the box), yet the parent's holds on it too. Clamped, a split that
+        // leaves both halves where the parent was loses the tie to one that improves a
+        // half; unclamped, splitting an already tiny dimension (which reproduces the
+        // parent's bound) beat a useful split whose worse half dipped below it, and ACAS
+        // Xu 3_3 prop_2 went 214 splits deep with four inputs at 1e-10 and the fifth
+        // never split.
+        let (sa, sb) = (a.slack().max(d.worst), b.slack().max(d.worst));
         let (worse, better) = (sa.min(sb), sa.max(sb));
         if best
             .as_ref()
