@@ -10,8 +10,9 @@
 //! - [`bounds`]: interval bounds (IBP), CROWN/DeepPoly back-substitution, α-CROWN lower
 //!   slopes and β-CROWN split multipliers, optimised by projected gradient ascent.
 //! - [`attack`]: counterexample search (random sampling, then PGD on the property margin).
-//! - [`search`]: the complete search: input splitting for low-dimensional inputs and
-//!   ReLU splitting (β-CROWN style) for wide ones, on rayon.
+//! - [`search`]: the complete search: input splitting for low-dimensional inputs (CROWN
+//!   per box, α-CROWN on deep boxes, a clause's rows also combined convexly) and ReLU
+//!   splitting (β-CROWN style) for wide ones, on rayon.
 //! - [`verifier`]: the pipeline and its [`Outcome`]; every counterexample is confirmed by
 //!   running the model on a real backend (`lrai-backend`) before it is reported.
 //! - [`equivalence`]: a proven bound on `max |f_opt(x) - f(x)|` over a region, plus a
