@@ -141,6 +141,9 @@ pub struct SearchReport {
     pub per_tensor_drop: Option<f64>,
     /// Layers kept float by the search, most sensitive first.
     pub kept_float: Vec<String>,
+    /// Layers also made float to join the search's float layers into one run (fewer
+    /// float/int8 conversions), in graph order.
+    pub joined: Vec<String>,
     /// Each step: layers kept float and the worst drop it gave.
     pub steps: Vec<SearchStep>,
 }
@@ -352,9 +355,17 @@ impl Report {
         });
         let _ = writeln!(
             s,
-            "  search:{per_tensor} {} evaluations, {} layers kept float; {:.1} s",
+            "  search:{per_tensor} {} evaluations, {} layers kept float{}; {:.1} s",
             self.search.evaluations,
             self.search.kept_float.len(),
+            if self.search.joined.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and {} more to make them one run",
+                    self.search.joined.len()
+                )
+            },
             self.elapsed_s
         );
         s
