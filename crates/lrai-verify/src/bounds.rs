@@ -245,18 +245,20 @@ fn ibp_node(
 
 /// Relaxations of every activation node from the bounds of its input.
 pub fn relaxations(net: &Network, b: &NodeBounds) -> Vec<Vec<Relax>> {
-    net.nodes
-        .iter()
-        .map(|n| match n {
-            Node::Act { input, act } => b.lower[*input]
-                .iter()
-                .zip(&b.upper[*input])
-                .enumerate()
-                .map(|(i, (&l, &u))| relax(act, i, l, u))
-                .collect(),
-            _ => Vec::new(),
-        })
-        .collect()
+    net.nodes.iter().map(|n| node_relaxations(n, b)).collect()
+}
+
+/// Relaxations of one node's elements (empty unless it is an activation).
+fn node_relaxations(node: &Node, b: &NodeBounds) -> Vec<Relax> {
+    match node {
+        Node::Act { input, act } => b.lower[*input]
+            .iter()
+            .zip(&b.upper[*input])
+            .enumerate()
+            .map(|(i, (&l, &u))| relax(act, i, l, u))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Split constraints on pre-activation (linear) nodes, with their multipliers.
@@ -465,15 +467,7 @@ pub fn crown_intermediate_within(
         if let Some(act) = feed {
             tighten(net, &mut b, &rel, k, act, lower, upper);
         }
-        rel.push(match &net.nodes[k] {
-            Node::Act { input, act } => b.lower[*input]
-                .iter()
-                .zip(&b.upper[*input])
-                .enumerate()
-                .map(|(i, (&l, &u))| relax(act, i, l, u))
-                .collect(),
-            _ => Vec::new(),
-        });
+        rel.push(node_relaxations(&net.nodes[k], &b));
     }
     b
 }
