@@ -475,15 +475,7 @@ mod tests {
     use super::*;
     use lrai_onnx::pb::{GraphProto, OperatorSetIdProto};
 
-    fn node(op_type: &str, name: &str, i: &[&str], o: &[&str]) -> NodeProto {
-        make_node(
-            op_type,
-            name.into(),
-            i.iter().map(|s| (*s).to_string()).collect(),
-            o.iter().map(|s| (*s).to_string()).collect(),
-            vec![],
-        )
-    }
+    use crate::graph::test_node as node;
 
     #[test]
     fn attention_scale_joins_the_integer_matmul() {

@@ -690,6 +690,18 @@ pub(crate) fn compact_names(original: &GraphProto, graph: &mut GraphProto) {
     }
 }
 
+/// A node with string inputs and outputs and no attributes, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_node(op_type: &str, name: &str, i: &[&str], o: &[&str]) -> NodeProto {
+    make_node(
+        op_type,
+        name.into(),
+        i.iter().map(|s| (*s).to_string()).collect(),
+        o.iter().map(|s| (*s).to_string()).collect(),
+        vec![],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

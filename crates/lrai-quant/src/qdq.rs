@@ -651,15 +651,7 @@ mod tests {
     use super::*;
     use lrai_onnx::pb::{GraphProto, OperatorSetIdProto};
 
-    fn node(op_type: &str, name: &str, i: &[&str], o: &[&str]) -> NodeProto {
-        make_node(
-            op_type,
-            name.into(),
-            i.iter().map(|s| (*s).to_string()).collect(),
-            o.iter().map(|s| (*s).to_string()).collect(),
-            vec![],
-        )
-    }
+    use crate::graph::test_node as node;
 
     /// Largest |code| of each 4-D int8 initializer (the conv weights), in file order.
     fn weight_codes(m: &ModelProto) -> Vec<f32> {

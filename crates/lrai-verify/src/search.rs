@@ -257,13 +257,15 @@ fn eval_box(
 ) -> BoxEval {
     let net = ctx.net;
     let nb = bounds::crown_intermediate_within(net, &lower, &upper, parent);
-    let mut rows = bound_rows(ctx, &nb, &lower, &upper, pending_in, 0);
+    let rel = relaxations(net, &nb);
+    let mut rows = bound_rows(ctx, &nb, &rel, &lower, &upper, pending_in, 0);
     // Deep boxes are where CROWN's fixed slopes stall (thin margins): optimising them
     // there costs ~10 backward passes per box and saves far more boxes (docs/verify.md).
     if ctx.split.alpha_iters > 0 && depth >= ctx.split.alpha_depth && !rows.pending.is_empty() {
         let again = bound_rows(
             ctx,
             &nb,
+            &rel,
             &lower,
             &upper,
             &rows.pending,
@@ -337,18 +339,18 @@ struct RowBounds {
 fn bound_rows(
     ctx: &Ctx<'_>,
     nb: &NodeBounds,
+    rel: &[Vec<Relax>],
     lower: &[f64],
     upper: &[f64],
     pending_in: &[usize],
     alpha_iters: usize,
 ) -> RowBounds {
     let net = ctx.net;
-    let rel = relaxations(net, nb);
     let (c, dd, idx) = ctx.spec.rows_of(pending_in);
     let (back, lb, xs) = if alpha_iters == 0 {
         let back = backward(
             net,
-            &rel,
+            rel,
             &nb.eps,
             net.output,
             c,
@@ -361,11 +363,11 @@ fn bound_rows(
         let (lb, xs) = minimise(&back, lower, upper, true);
         (back, lb, xs)
     } else {
-        let alpha = bounds::init_alpha(net, &rel, c.rows);
+        let alpha = bounds::init_alpha(net, rel, c.rows);
         let zeros = vec![0.0; c.rows];
         let sb = bounds::spec_bound(
             net,
-            &rel,
+            rel,
             &nb.eps,
             &c,
             &zeros,
@@ -452,128 +454,106 @@ fn vertex(w: &[f64], lower: &[f64], upper: &[f64]) -> Vec<f64> {
 /// point of the box some row is positive, so the conjunction "every row `<= 0`" has no
 /// solution there, although no row alone is positive everywhere (rows are tight in
 /// different corners; ACAS Xu prop_2's four "`Y_0` is largest" rows, say). Any `λ`
-/// gives a sound bound, so it is searched cheaply: every pair of rows exactly (the
-/// bound is concave and piecewise linear in the mixing weight, maximal at an end or
-/// where a coefficient changes sign), then exponentiated-gradient steps over all rows.
+/// gives a sound bound, so it is searched cheaply by exact line searches that move
+/// weight from one row to another (as in SMO): first from each row to every other (all
+/// pairs), then, from the best pair, sweeps over all of them until none improves.
 fn combine_rows(a: &[&[f64]], k: &[f64], lower: &[f64], upper: &[f64]) -> Option<(f64, Vec<f64>)> {
     let m = a.len();
     let n = lower.len();
-    let value = |lam: &[f64], w: &mut Vec<f64>| -> f64 {
-        w.clear();
-        w.resize(n, 0.0);
-        let mut v = 0.0;
+    let mut w = vec![0.0; n];
+    let mut dw = vec![0.0; n];
+    let mut ts = Vec::with_capacity(n + 2);
+    // The exact maximum over δ ∈ [−λ_p, λ_q] of the bound at λ + δ(e_p − e_q): concave and
+    // piecewise linear in δ, so it is at an end or where a coefficient changes sign.
+    let mut line = |lam: &[f64], p: usize, q: usize| -> (f64, f64) {
+        w.iter_mut().for_each(|v| *v = 0.0);
+        let mut c0 = 0.0;
         for (r, &l) in lam.iter().enumerate() {
-            if l == 0.0 {
-                continue;
-            }
-            v += l * k[r];
+            c0 += l * k[r];
             for (wi, ai) in w.iter_mut().zip(a[r]) {
                 *wi += l * ai;
             }
         }
-        v + w
-            .iter()
-            .zip(lower.iter().zip(upper))
-            .map(|(w, (l, u))| (w * l).min(w * u))
-            .sum::<f64>()
-    };
-    let mut w = Vec::with_capacity(n);
-    let mut best: Option<(f64, Vec<f64>)> = None;
-    let mut lam = vec![0.0; m];
-    let mut ts = Vec::with_capacity(n + 2);
-    for p in 0..m {
-        for q in (p + 1)..m {
-            ts.clear();
-            ts.extend([0.0, 1.0]);
-            for (ap, aq) in a[p].iter().zip(a[q]) {
-                let d = ap - aq;
-                if d != 0.0 {
-                    let t = -aq / d;
-                    if t > 0.0 && t < 1.0 {
-                        ts.push(t);
-                    }
+        for (d, (ap, aq)) in dw.iter_mut().zip(a[p].iter().zip(a[q])) {
+            *d = ap - aq;
+        }
+        let g = |delta: f64| -> f64 {
+            c0 + delta * (k[p] - k[q])
+                + w.iter()
+                    .zip(&dw)
+                    .zip(lower.iter().zip(upper))
+                    .map(|((wi, d), (l, u))| {
+                        let wi = wi + delta * d;
+                        (wi * l).min(wi * u)
+                    })
+                    .sum::<f64>()
+        };
+        ts.clear();
+        ts.extend([-lam[p], lam[q]]);
+        for (wi, d) in w.iter().zip(&dw) {
+            if *d != 0.0 {
+                let t = -wi / d;
+                if t > -lam[p] && t < lam[q] {
+                    ts.push(t);
                 }
             }
-            for &t in &ts {
-                lam.iter_mut().for_each(|l| *l = 0.0);
-                lam[p] = t;
-                lam[q] = 1.0 - t;
-                let v = value(&lam, &mut w);
-                if best.as_ref().is_none_or(|(b, _)| v > *b) {
-                    best = Some((v, lam.clone()));
-                }
+        }
+        let (mut best_d, mut best_g) = (0.0, g(0.0));
+        for &t in &ts {
+            let v = g(t);
+            if v > best_g {
+                (best_d, best_g) = (t, v);
+            }
+        }
+        (best_d, best_g)
+    };
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    for q in 0..m {
+        for p in (q + 1)..m {
+            let mut lam = vec![0.0; m];
+            lam[q] = 1.0;
+            let (d, v) = line(&lam, p, q);
+            if best.as_ref().is_none_or(|(b, _)| v > *b) {
+                lam[p] += d;
+                lam[q] -= d;
+                best = Some((v, lam));
             }
         }
     }
     let (mut best_v, mut lam) = best?;
-    if m > 2 {
-        // Pairwise exact line searches from the best pair (moving weight from one row to
-        // another, as in SMO): each step is exact, so the bound never decreases.
-        let mut wq = vec![0.0; n];
-        for _sweep in 0..8 {
-            let before = best_v;
-            for p in 0..m {
-                for q in 0..m {
-                    if p == q || best_v > 0.0 {
-                        continue;
-                    }
-                    // λ + δ(e_p − e_q) with δ ∈ [−λ_p, λ_q].
-                    value(&lam, &mut w);
-                    for (i, d) in wq.iter_mut().enumerate() {
-                        *d = a[p][i] - a[q][i];
-                    }
-                    let g = |delta: f64| -> f64 {
-                        let mut v = 0.0;
-                        for (r, l) in lam.iter().enumerate() {
-                            let l = l + if r == p {
-                                delta
-                            } else if r == q {
-                                -delta
-                            } else {
-                                0.0
-                            };
-                            v += l * k[r];
-                        }
-                        v + (0..n)
-                            .map(|i| {
-                                let wi = w[i] + delta * wq[i];
-                                (wi * lower[i]).min(wi * upper[i])
-                            })
-                            .sum::<f64>()
-                    };
-                    ts.clear();
-                    ts.extend([-lam[p], lam[q]]);
-                    for (wi, d) in w.iter().zip(&wq) {
-                        if *d != 0.0 {
-                            let t = -wi / d;
-                            if t > -lam[p] && t < lam[q] {
-                                ts.push(t);
-                            }
-                        }
-                    }
-                    let mut best_d = 0.0;
-                    let mut best_g = g(0.0);
-                    for &t in &ts {
-                        let v = g(t);
-                        if v > best_g {
-                            best_g = v;
-                            best_d = t;
-                        }
-                    }
-                    if best_d != 0.0 {
-                        lam[p] = (lam[p] + best_d).max(0.0);
-                        lam[q] = (lam[q] - best_d).max(0.0);
-                        best_v = best_v.max(best_g);
-                    }
+    for _sweep in 0..8 {
+        let before = best_v;
+        for p in 0..m {
+            for q in 0..m {
+                if p == q || best_v > 0.0 {
+                    continue;
+                }
+                let (d, v) = line(&lam, p, q);
+                if d != 0.0 && v > best_v {
+                    lam[p] = (lam[p] + d).max(0.0);
+                    lam[q] = (lam[q] - d).max(0.0);
+                    best_v = v;
                 }
             }
-            if best_v <= before + 1e-12 * before.abs().max(1e-300) {
-                break;
-            }
+        }
+        if best_v <= before + 1e-12 * before.abs().max(1e-300) {
+            break;
         }
     }
-    let best_lam = lam;
-    let v = value(&best_lam, &mut w);
+    // The bound is re-evaluated for the λ kept, in closed form.
+    let mut w = vec![0.0; n];
+    let mut v = 0.0;
+    for (r, &l) in lam.iter().enumerate() {
+        v += l * k[r];
+        for (wi, ai) in w.iter_mut().zip(a[r]) {
+            *wi += l * ai;
+        }
+    }
+    v += w
+        .iter()
+        .zip(lower.iter().zip(upper))
+        .map(|(w, (l, u))| (w * l).min(w * u))
+        .sum::<f64>();
     Some((v.min(best_v), w))
 }
 
