@@ -25,11 +25,18 @@ fn main() {
         ..SessionOptions::default()
     };
     let session = backend.load(&source, &opts).unwrap();
-    let settings = lrai_verify::Settings {
+    let mut settings = lrai_verify::Settings {
         timeout: Duration::from_secs_f64(timeout),
         method,
         ..lrai_verify::Settings::default()
     };
+    // Side-by-side experiments: `LRAI_INTER_ITERS=0` gives plain CROWN intermediates.
+    if let Some(n) = std::env::var("LRAI_INTER_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.relu.intermediate_iters = n;
+    }
     let o = lrai_verify::verify(&net, &prop, &args[2], session.as_ref(), &settings).unwrap();
     println!(
         "{} {:.3} s method={} domains={} depth={} slack={:?} margin={:.2e} {:?}",

@@ -434,6 +434,24 @@ pub fn crown_intermediate_within(
     upper: &[f64],
     parent: Option<&NodeBounds>,
 ) -> NodeBounds {
+    sweep(net, lower, upper, parent, 0)
+}
+
+/// As [`crown_intermediate`], then α-CROWN (`iters` steps, one α per bound wanted) on
+/// every ReLU input that CROWN leaves unstable. Later layers are bounded with the
+/// tightened relaxations of earlier ones, so the gain compounds with depth; this is what
+/// deep networks need before a ReLU-split search, whose domains inherit these bounds.
+pub fn alpha_intermediate(net: &Network, lower: &[f64], upper: &[f64], iters: usize) -> NodeBounds {
+    sweep(net, lower, upper, None, iters)
+}
+
+fn sweep(
+    net: &Network,
+    lower: &[f64],
+    upper: &[f64],
+    parent: Option<&NodeBounds>,
+    alpha_iters: usize,
+) -> NodeBounds {
     let n = net.nodes.len();
     // The activation reading each linear node, if any.
     let mut feeds: Vec<Option<&Activation>> = vec![None; n];
@@ -466,6 +484,9 @@ pub fn crown_intermediate_within(
         b.eps.push(e);
         if let Some(act) = feed {
             tighten(net, &mut b, &rel, k, act, lower, upper);
+            if alpha_iters > 0 && matches!(act, Activation::Relu) {
+                tighten_alpha(net, &mut b, &rel, k, lower, upper, alpha_iters);
+            }
         }
         rel.push(node_relaxations(&net.nodes[k], &b));
     }
@@ -520,6 +541,79 @@ fn tighten(
         b.upper[z][i] = b.upper[z][i].min(-lb[2 * r + 1]);
         if b.lower[z][i] > b.upper[z][i] {
             // Only floating-point noise can cross them; keep the interval non-empty.
+            let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
+            b.lower[z][i] = m;
+            b.upper[z][i] = m;
+        }
+    }
+}
+
+/// α-CROWN bounds on the still-unstable ReLU inputs of linear node `z`: each bound gets
+/// its own α, optimised from CROWN's choice, in parallel chunks of rows (every iterate
+/// is sound, so the best one is kept).
+fn tighten_alpha(
+    net: &Network,
+    b: &mut NodeBounds,
+    rel: &[Vec<Relax>],
+    z: usize,
+    lower: &[f64],
+    upper: &[f64],
+    iters: usize,
+) {
+    use rayon::prelude::*;
+    if is_first_linear(net, z) {
+        return;
+    }
+    let dim = net.dims[z];
+    // (element, sign): sign +1 bounds z_i from below, −1 from above.
+    let rows: Vec<(usize, f64)> = (0..dim)
+        .filter(|&i| b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0)
+        .flat_map(|i| [(i, 1.0), (i, -1.0)])
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    const CHUNK: usize = 16;
+    let eps = &b.eps;
+    let opts = SpecOpts {
+        iters,
+        lr_alpha: 0.1,
+        lr_beta: 0.0,
+    };
+    let found: Vec<Vec<f64>> = rows
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut lam = Dense::zeros(chunk.len(), dim);
+            for (r, &(i, sign)) in chunk.iter().enumerate() {
+                lam.data[r * dim + i] = sign;
+            }
+            let alpha = init_alpha(net, rel, chunk.len());
+            let beta = Dense::zeros(chunk.len(), 0);
+            let d = vec![0.0; chunk.len()];
+            optimise(
+                net,
+                rel,
+                eps,
+                z,
+                &lam,
+                &d,
+                lower,
+                upper,
+                alpha,
+                &Splits::default(),
+                beta,
+                &opts,
+            )
+            .lb
+        })
+        .collect();
+    for (&(i, sign), v) in rows.iter().zip(found.iter().flatten()) {
+        if sign > 0.0 {
+            b.lower[z][i] = b.lower[z][i].max(*v);
+        } else {
+            b.upper[z][i] = b.upper[z][i].min(-v);
+        }
+        if b.lower[z][i] > b.upper[z][i] {
             let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
             b.lower[z][i] = m;
             b.upper[z][i] = m;
@@ -642,10 +736,11 @@ pub fn init_alpha(net: &Network, relax: &[Vec<Relax>], k: usize) -> Vec<Option<D
         .iter()
         .enumerate()
         .map(|(idx, n)| match n {
+            // Nodes past the relaxations given (intermediate bounds) have no α.
             Node::Act {
                 act: Activation::Relu,
                 ..
-            } => {
+            } if idx < relax.len() => {
                 let rel = &relax[idx];
                 let dim = rel.len();
                 let mut a = Dense::zeros(k, dim);
@@ -682,6 +777,27 @@ pub fn spec_bound(
     d: &[f64],
     lower: &[f64],
     upper: &[f64],
+    alpha: Vec<Option<Dense>>,
+    splits: &Splits,
+    beta: Dense,
+    opts: &SpecOpts,
+) -> SpecBound {
+    optimise(
+        net, relax, eps, net.output, c_rows, d, lower, upper, alpha, splits, beta, opts,
+    )
+}
+
+/// [`spec_bound`] for rows on any node `start` (intermediate bounds use it too).
+#[allow(clippy::too_many_arguments)]
+fn optimise(
+    net: &Network,
+    relax: &[Vec<Relax>],
+    eps: &[Vec<f64>],
+    start: usize,
+    c_rows: &Dense,
+    d: &[f64],
+    lower: &[f64],
+    upper: &[f64],
     mut alpha: Vec<Option<Dense>>,
     splits: &Splits,
     mut beta: Dense,
@@ -699,7 +815,7 @@ pub fn spec_bound(
             net,
             relax,
             eps,
-            net.output,
+            start,
             c_rows.clone(),
             BackOpts {
                 alpha: Some(&alpha),
@@ -719,7 +835,7 @@ pub fn spec_bound(
             break;
         }
         // Gradients from the relaxed forward pass at the minimising vertices.
-        let upto = net.output;
+        let upto = start;
         let vals = relaxed_forward(net, relax, &back, Some(&alpha), &xs, upto);
         let mut ga = Vec::with_capacity(n_alpha);
         for (idx, a) in alpha.iter().enumerate() {
@@ -770,7 +886,7 @@ pub fn spec_bound(
             net,
             relax,
             eps,
-            net.output,
+            start,
             c_rows.clone(),
             BackOpts {
                 alpha: Some(&alpha),

@@ -52,6 +52,33 @@ impl Dense {
     }
 }
 
+/// `a · b`, in eight independent partial sums: a single running sum has to add in order,
+/// which keeps the compiler from using vector lanes, and dot products against dense
+/// weights are most of the verifier's relaxed forward passes.
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    dot_by(a, b, |v| v)
+}
+
+/// `Σ f(a_i)·b_i` as [`dot`].
+#[inline(always)]
+fn dot_by(a: &[f64], b: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += f(x[l]) * y[l];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += f(*x) * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 /// A linear map held densely or, for element-wise scaling (identity, reshapes, batch
 /// norm, dequantisation), as its diagonal.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,9 +142,7 @@ impl Mat {
     pub fn apply(&self, x: &[f64]) -> Vec<f64> {
         match self {
             Mat::Diag(d) => d.iter().zip(x).map(|(a, b)| a * b).collect(),
-            Mat::Dense(m) => (0..m.rows)
-                .map(|r| m.row(r).iter().zip(x).map(|(a, b)| a * b).sum())
-                .collect(),
+            Mat::Dense(m) => (0..m.rows).map(|r| dot(m.row(r), x)).collect(),
         }
     }
 
@@ -131,7 +156,7 @@ impl Mat {
             }
             Mat::Dense(m) => {
                 for (r, o) in out.iter_mut().enumerate().take(m.rows) {
-                    *o += m.row(r).iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+                    *o += dot(m.row(r), x);
                 }
             }
         }
@@ -148,12 +173,7 @@ impl Mat {
             }
             Mat::Dense(m) => {
                 for (r, o) in out.iter_mut().enumerate().take(m.rows) {
-                    *o += m
-                        .row(r)
-                        .iter()
-                        .zip(x)
-                        .map(|(a, b)| a.abs() * b)
-                        .sum::<f64>();
+                    *o += dot_by(m.row(r), x, f64::abs);
                 }
             }
         }

@@ -777,6 +777,8 @@ pub struct ReluSplitOpts {
     pub iters: usize,
     /// Domains split per batch.
     pub batch: usize,
+    /// α-CROWN steps per intermediate layer at the root (0: plain CROWN).
+    pub intermediate_iters: usize,
 }
 
 impl Default for ReluSplitOpts {
@@ -785,6 +787,7 @@ impl Default for ReluSplitOpts {
             root_iters: 30,
             iters: 12,
             batch: 16,
+            intermediate_iters: 20,
         }
     }
 }

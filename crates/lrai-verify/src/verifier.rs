@@ -264,7 +264,15 @@ pub fn verify(
 
     // 2. Bounds and search, box by box.
     for bx in &prop.boxes {
-        let root = crown_intermediate(net, &bx.lower, &bx.upper);
+        let root = match method {
+            Method::InputSplit => crown_intermediate(net, &bx.lower, &bx.upper),
+            _ => bounds::alpha_intermediate(
+                net,
+                &bx.lower,
+                &bx.upper,
+                settings.relu.intermediate_iters,
+            ),
+        };
         let mut spec = Spec::from_property(prop);
         spec.margin = spec.margins_for(net, &root);
         outcome.max_safety_margin = spec

@@ -409,3 +409,72 @@ fn input_split_without_strong_branching_or_pgd_still_decides() {
         }
     }
 }
+
+/// A seeded random MLP `widths[0] → … → widths[last]`, weights in (−1, 1).
+fn random_mlp(widths: &[usize], seed: u64) -> Vec<common::Layer> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    widths
+        .windows(2)
+        .map(|w| {
+            let rows: Vec<Vec<f32>> = (0..w[1])
+                .map(|_| (0..w[0]).map(|_| next()).collect())
+                .collect();
+            let bias: Vec<f32> = (0..w[1]).map(|_| 0.3 * next()).collect();
+            common::Layer {
+                weights: rows,
+                bias,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn alpha_intermediate_bounds_are_sound_and_never_looser_than_crown() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = random_mlp(&[6, 12, 12, 12, 12, 3], 7);
+    let m = Model::from_proto(&mlp(&layers), dir.path());
+    let (lo, hi) = (vec![-1.0; 6], vec![1.0; 6]);
+    let crown = bounds::crown_intermediate(&m.net, &lo, &hi);
+    let alpha = bounds::alpha_intermediate(&m.net, &lo, &hi, 20);
+    let (mut w_crown, mut w_alpha) = (0.0, 0.0);
+    for k in 0..m.net.nodes.len() {
+        for i in 0..m.net.dims[k] {
+            let (la, ua) = (alpha.lower[k][i], alpha.upper[k][i]);
+            assert!(la >= crown.lower[k][i] - 1e-12 && ua <= crown.upper[k][i] + 1e-12);
+            w_crown += crown.upper[k][i] - crown.lower[k][i];
+            w_alpha += ua - la;
+        }
+    }
+    // Deep enough that optimised slopes must pay off somewhere.
+    assert!(w_alpha < w_crown, "α-CROWN {w_alpha} vs CROWN {w_crown}");
+    // Every sampled point (grid corners and a seeded cloud) lies inside the bounds.
+    let mut s = 11u64;
+    for n in 0..2000 {
+        let x: Vec<f64> = (0..6)
+            .map(|d| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                if n < 64 {
+                    if (n >> d) & 1 == 1 { 1.0 } else { -1.0 }
+                } else {
+                    ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+                }
+            })
+            .collect();
+        for (k, v) in m.net.eval_all(&x).iter().enumerate() {
+            for (i, v) in v.iter().enumerate() {
+                assert!(
+                    *v >= alpha.lower[k][i] - 1e-9 && *v <= alpha.upper[k][i] + 1e-9,
+                    "node {k}[{i}] = {v} outside [{}, {}]",
+                    alpha.lower[k][i],
+                    alpha.upper[k][i]
+                );
+            }
+        }
+    }
+}
