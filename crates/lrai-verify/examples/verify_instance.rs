@@ -37,6 +37,18 @@ fn main() {
     {
         settings.relu.intermediate_iters = n;
     }
+    if let Some(n) = std::env::var("LRAI_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.relu.iters = n;
+    }
+    if let Some(n) = std::env::var("LRAI_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.relu.batch = n;
+    }
     let o = lrai_verify::verify(&net, &prop, &args[2], session.as_ref(), &settings).unwrap();
     println!(
         "{} {:.3} s method={} domains={} depth={} slack={:?} margin={:.2e} {:?}",

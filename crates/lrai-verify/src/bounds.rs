@@ -644,13 +644,7 @@ pub fn relaxed_forward(
             for idx in 0..=upto {
                 let v = match &net.nodes[idx] {
                     Node::Input { .. } => x.clone(),
-                    Node::Linear { terms, bias, .. } => {
-                        let mut out = bias.clone();
-                        for (j, m) in terms {
-                            m.apply_add(&vals[*j], &mut out);
-                        }
-                        out
-                    }
+                    Node::Linear { .. } => net.forward_linear(idx, &vals),
                     Node::Act { input, .. } => {
                         let z = &vals[*input];
                         let rel = &relax[idx];

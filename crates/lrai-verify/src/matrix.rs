@@ -42,6 +42,29 @@ impl Dense {
         &mut self.data[r * self.cols..(r + 1) * self.cols]
     }
 
+    /// The transpose.
+    pub fn transpose(&self) -> Dense {
+        let mut t = Dense::zeros(self.cols, self.rows);
+        for r in 0..self.rows {
+            for (c, v) in self.row(r).iter().enumerate() {
+                t.data[c * self.rows + r] = *v;
+            }
+        }
+        t
+    }
+
+    /// `out += self^T · g`, skipping zero entries of `g`.
+    pub fn transpose_apply_add(&self, g: &[f64], out: &mut [f64]) {
+        for (r, &gr) in g.iter().enumerate().take(self.rows) {
+            if gr == 0.0 {
+                continue;
+            }
+            for (o, w) in out.iter_mut().zip(self.row(r)) {
+                *o += gr * w;
+            }
+        }
+    }
+
     /// Element-wise absolute value.
     pub fn abs(&self) -> Dense {
         Dense {
@@ -218,16 +241,7 @@ impl Mat {
                     *o += a * b;
                 }
             }
-            Mat::Dense(m) => {
-                for (r, &gr) in g.iter().enumerate().take(m.rows) {
-                    if gr == 0.0 {
-                        continue;
-                    }
-                    for (o, w) in out.iter_mut().zip(m.row(r)) {
-                        *o += gr * w;
-                    }
-                }
-            }
+            Mat::Dense(m) => m.transpose_apply_add(g, out),
         }
     }
 

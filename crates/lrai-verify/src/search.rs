@@ -773,7 +773,8 @@ impl Ord for ReluDomain {
 pub struct ReluSplitOpts {
     /// α iterations at the root.
     pub root_iters: usize,
-    /// α/β iterations per child.
+    /// α/β iterations per child. Children start from their parent's α and β, so a few
+    /// steps suffice: 6 proved MNIST 256x4 prop_11_0.05 with fewer domains than 12 or 24.
     pub iters: usize,
     /// Domains split per batch.
     pub batch: usize,
@@ -785,7 +786,7 @@ impl Default for ReluSplitOpts {
     fn default() -> Self {
         ReluSplitOpts {
             root_iters: 30,
-            iters: 12,
+            iters: 6,
             batch: 16,
             intermediate_iters: 20,
         }

@@ -205,6 +205,7 @@ pub fn difference_network(orig: &Network, opt: &Network, hull: &InputBox) -> Res
         input_name: orig.input_name.clone(),
         input_shape: orig.input_shape.clone(),
         output_name: "difference".into(),
+        transposed: Default::default(),
     })
 }
 

@@ -47,6 +47,7 @@ fn mlp(w1: &[f64], b1: &[f64], w2: &[f64], b2: &[f64]) -> Network {
         input_name: "x".into(),
         input_shape: vec![1, n],
         output_name: "y".into(),
+        transposed: Default::default(),
     }
 }
 
@@ -326,6 +327,7 @@ fn qdq_mlp() -> Network {
         input_name: "x".into(),
         input_shape: vec![1, 2],
         output_name: "y".into(),
+        transposed: Default::default(),
     }
 }
 
