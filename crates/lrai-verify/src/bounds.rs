@@ -603,6 +603,7 @@ fn tighten_alpha(
                 &Splits::default(),
                 beta,
                 &opts,
+                &mut ForwardCache::default(),
             )
             .lb
         })
@@ -626,6 +627,29 @@ fn is_first_linear(net: &Network, z: usize) -> bool {
     matches!(&net.nodes[z], Node::Linear { terms, .. } if terms.iter().all(|(j, _)| matches!(net.nodes[*j], Node::Input { .. })))
 }
 
+/// The first layer's value at the last point of each row's relaxed forward pass.
+///
+/// Successive minimising vertices (over α/β steps, and from a parent domain to its
+/// children) differ in few coordinates, and the first layer is the widest matrix, so
+/// updating its value by the changed columns saves most of a pass. Values are used for
+/// gradients only, never for a bound, and a full pass every [`FIRST_LAYER_REFRESH`]
+/// updates keeps the accumulated rounding negligible.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardCache {
+    rows: Vec<Option<CachedLayer>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedLayer {
+    node: usize,
+    x: Vec<f64>,
+    z: Vec<f64>,
+    updates: u32,
+}
+
+/// Incremental updates of a cached first layer before a full recomputation.
+const FIRST_LAYER_REFRESH: u32 = 64;
+
 /// The relaxed network evaluated forward at one point per row, choosing each
 /// activation's lower or upper relaxation by the sign of that row's coefficient (as the
 /// back-substitution did). Returns the value of every linear node per row.
@@ -636,14 +660,36 @@ pub fn relaxed_forward(
     alpha: Option<&[Option<Dense>]>,
     xs: &[Vec<f64>],
     upto: usize,
+    cache: &mut ForwardCache,
 ) -> Vec<Vec<Vec<f64>>> {
+    cache.rows.resize(xs.len(), None);
     xs.iter()
+        .zip(cache.rows.iter_mut())
         .enumerate()
-        .map(|(r, x)| {
+        .map(|(r, (x, cached))| {
             let mut vals: Vec<Vec<f64>> = Vec::with_capacity(upto + 1);
             for idx in 0..=upto {
                 let v = match &net.nodes[idx] {
                     Node::Input { .. } => x.clone(),
+                    Node::Linear { .. } if is_first_linear(net, idx) => {
+                        let inc = cached.as_ref().and_then(|c| {
+                            (c.node == idx && c.updates < FIRST_LAYER_REFRESH)
+                                .then(|| net.forward_first_from(idx, x, &c.x, &c.z))
+                                .flatten()
+                        });
+                        let updates = match (&inc, cached.as_ref()) {
+                            (Some(_), Some(c)) => c.updates + 1,
+                            _ => 0,
+                        };
+                        let z = inc.unwrap_or_else(|| net.forward_linear(idx, &vals));
+                        *cached = Some(CachedLayer {
+                            node: idx,
+                            x: x.clone(),
+                            z: z.clone(),
+                            updates,
+                        });
+                        z
+                    }
                     Node::Linear { .. } => net.forward_linear(idx, &vals),
                     Node::Act { input, .. } => {
                         let z = &vals[*input];
@@ -776,8 +822,41 @@ pub fn spec_bound(
     beta: Dense,
     opts: &SpecOpts,
 ) -> SpecBound {
+    spec_bound_cached(
+        net,
+        relax,
+        eps,
+        c_rows,
+        d,
+        lower,
+        upper,
+        alpha,
+        splits,
+        beta,
+        opts,
+        &mut ForwardCache::default(),
+    )
+}
+
+/// [`spec_bound`], starting its relaxed forward passes from `cache` (a parent domain's)
+/// and leaving this call's last ones there.
+#[allow(clippy::too_many_arguments)]
+pub fn spec_bound_cached(
+    net: &Network,
+    relax: &[Vec<Relax>],
+    eps: &[Vec<f64>],
+    c_rows: &Dense,
+    d: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+    alpha: Vec<Option<Dense>>,
+    splits: &Splits,
+    beta: Dense,
+    opts: &SpecOpts,
+    cache: &mut ForwardCache,
+) -> SpecBound {
     optimise(
-        net, relax, eps, net.output, c_rows, d, lower, upper, alpha, splits, beta, opts,
+        net, relax, eps, net.output, c_rows, d, lower, upper, alpha, splits, beta, opts, cache,
     )
 }
 
@@ -796,6 +875,7 @@ fn optimise(
     splits: &Splits,
     mut beta: Dense,
     opts: &SpecOpts,
+    cache: &mut ForwardCache,
 ) -> SpecBound {
     let k = c_rows.rows;
     let mut best = vec![f64::NEG_INFINITY; k];
@@ -830,7 +910,7 @@ fn optimise(
         }
         // Gradients from the relaxed forward pass at the minimising vertices.
         let upto = start;
-        let vals = relaxed_forward(net, relax, &back, Some(&alpha), &xs, upto);
+        let vals = relaxed_forward(net, relax, &back, Some(&alpha), &xs, upto, cache);
         let mut ga = Vec::with_capacity(n_alpha);
         for (idx, a) in alpha.iter().enumerate() {
             let Some(a) = a else { continue };

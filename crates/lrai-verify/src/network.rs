@@ -203,16 +203,45 @@ pub struct Network {
 pub struct Transposed(std::sync::OnceLock<Vec<Vec<Option<crate::matrix::Dense>>>>);
 
 impl Network {
-    /// `out = bias + Σ W·x_j` for linear node `k`, given every earlier node's value.
-    ///
-    /// Reads the transposed weights row by row and skips zero inputs (ReLUs that are
-    /// off), which is far less work than one dot product per output row: relaxed
-    /// forward passes for α/β gradients are most of a ReLU-split search's time.
-    pub fn forward_linear(&self, k: usize, values: &[Vec<f64>]) -> Vec<f64> {
-        let Node::Linear { terms, bias, .. } = &self.nodes[k] else {
-            return Vec::new(); // not a linear node: nothing to compute
+    /// The value of linear node `k`, which reads only the input through one dense term,
+    /// at `x`, from its value `z_prev` at `x_prev`: only the columns where `x` differs
+    /// are added. `None` when the node is not of that form or more than a quarter of the
+    /// columns differ (a full pass is then as cheap).
+    pub fn forward_first_from(
+        &self,
+        k: usize,
+        x: &[f64],
+        x_prev: &[f64],
+        z_prev: &[f64],
+    ) -> Option<Vec<f64>> {
+        let Node::Linear { terms, .. } = &self.nodes[k] else {
+            return None;
         };
-        let t = self.transposed.0.get_or_init(|| {
+        let [(0, Mat::Dense(_))] = terms.as_slice() else {
+            return None;
+        };
+        let mt = self.transposed_terms()[k].first()?.as_ref()?;
+        if x.len() != x_prev.len() || x.len() != mt.rows || z_prev.len() != mt.cols {
+            return None;
+        }
+        let changed = x.iter().zip(x_prev).filter(|(a, b)| a != b).count();
+        if changed * 4 > x.len() {
+            return None;
+        }
+        let mut out = z_prev.to_vec();
+        for (j, (a, b)) in x.iter().zip(x_prev).enumerate() {
+            if a != b {
+                let d = a - b;
+                for (o, w) in out.iter_mut().zip(mt.row(j)) {
+                    *o += d * w;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn transposed_terms(&self) -> &Vec<Vec<Option<crate::matrix::Dense>>> {
+        self.transposed.0.get_or_init(|| {
             self.nodes
                 .iter()
                 .map(|n| match n {
@@ -226,7 +255,19 @@ impl Network {
                     _ => Vec::new(),
                 })
                 .collect()
-        });
+        })
+    }
+
+    /// `out = bias + Σ W·x_j` for linear node `k`, given every earlier node's value.
+    ///
+    /// Reads the transposed weights row by row and skips zero inputs (ReLUs that are
+    /// off), which is far less work than one dot product per output row: relaxed
+    /// forward passes for α/β gradients are most of a ReLU-split search's time.
+    pub fn forward_linear(&self, k: usize, values: &[Vec<f64>]) -> Vec<f64> {
+        let Node::Linear { terms, bias, .. } = &self.nodes[k] else {
+            return Vec::new(); // not a linear node: nothing to compute
+        };
+        let t = self.transposed_terms();
         let mut out = bias.clone();
         for (q, (j, m)) in terms.iter().enumerate() {
             match t[k].get(q).and_then(Option::as_ref) {

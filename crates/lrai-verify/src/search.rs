@@ -749,6 +749,8 @@ struct ReluDomain {
     at_act: Vec<Option<Dense>>,
     /// Row with the best (largest) slack at the last bound.
     best_row: usize,
+    /// The last relaxed forward pass's first layer, for the children's passes.
+    forward: bounds::ForwardCache,
 }
 
 impl PartialEq for ReluDomain {
@@ -835,7 +837,7 @@ fn bound_relu(
     iters: usize,
 ) -> (f64, Vec<Vec<f64>>) {
     let rel: Vec<Vec<Relax>> = relaxations(ctx.net, &d.bounds);
-    let sb = bounds::spec_bound(
+    let sb = bounds::spec_bound_cached(
         ctx.net,
         &rel,
         &d.bounds.eps,
@@ -851,6 +853,7 @@ fn bound_relu(
             lr_alpha: 0.1,
             lr_beta: 0.05,
         },
+        &mut d.forward,
     );
     let mut best = f64::NEG_INFINITY;
     let mut best_row = 0;
@@ -890,6 +893,7 @@ pub fn relu_split(
         score: 0.0,
         at_act: Vec::new(),
         best_row: 0,
+        forward: bounds::ForwardCache::default(),
     };
     let (slack, xs) = bound_relu(ctx, &mut d, &c, &dd, &idx, lower, upper, opts.root_iters);
     stats.domains += 1;

@@ -478,3 +478,27 @@ fn alpha_intermediate_bounds_are_sound_and_never_looser_than_crown() {
         }
     }
 }
+
+#[test]
+fn incremental_first_layer_matches_a_full_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Model::from_proto(&mlp(&random_mlp(&[40, 16, 4], 3)), dir.path());
+    let first = 1; // the first Gemm reads the input
+    let x0: Vec<f64> = (0..40).map(|i| (i as f64 * 0.37).sin()).collect();
+    let z0 = m.net.eval_all(&x0)[first].clone();
+    // Three coordinates move: updated from z0, it equals a full pass at the new point.
+    let mut x1 = x0.clone();
+    for j in [2, 17, 39] {
+        x1[j] += 0.5;
+    }
+    let inc = m.net.forward_first_from(first, &x1, &x0, &z0).unwrap();
+    let full = &m.net.eval_all(&x1)[first];
+    for (a, b) in inc.iter().zip(full) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    // Over a quarter moved: the caller must do a full pass.
+    let x2: Vec<f64> = x0.iter().map(|v| v + 1.0).collect();
+    assert!(m.net.forward_first_from(first, &x2, &x0, &z0).is_none());
+    // A node that does not read the input directly is not eligible.
+    assert!(m.net.forward_first_from(3, &x1, &x0, &z0).is_none());
+}
