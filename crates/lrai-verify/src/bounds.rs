@@ -807,41 +807,11 @@ pub struct SpecOpts {
     pub lr_beta: f64,
 }
 
-/// Bounds spec rows `C·y + d` over the box with α/β optimisation.
+/// Bounds spec rows `C·y + d` over the box with α/β optimisation. The relaxed forward
+/// passes start from `cache` (a parent domain's, or empty) and leave their last first
+/// layer there.
 #[allow(clippy::too_many_arguments)]
 pub fn spec_bound(
-    net: &Network,
-    relax: &[Vec<Relax>],
-    eps: &[Vec<f64>],
-    c_rows: &Dense,
-    d: &[f64],
-    lower: &[f64],
-    upper: &[f64],
-    alpha: Vec<Option<Dense>>,
-    splits: &Splits,
-    beta: Dense,
-    opts: &SpecOpts,
-) -> SpecBound {
-    spec_bound_cached(
-        net,
-        relax,
-        eps,
-        c_rows,
-        d,
-        lower,
-        upper,
-        alpha,
-        splits,
-        beta,
-        opts,
-        &mut ForwardCache::default(),
-    )
-}
-
-/// [`spec_bound`], starting its relaxed forward passes from `cache` (a parent domain's)
-/// and leaving this call's last ones there.
-#[allow(clippy::too_many_arguments)]
-pub fn spec_bound_cached(
     net: &Network,
     relax: &[Vec<Relax>],
     eps: &[Vec<f64>],

@@ -381,6 +381,7 @@ fn bound_rows(
                 lr_alpha: 0.1,
                 lr_beta: 0.05,
             },
+            &mut bounds::ForwardCache::default(),
         );
         (sb.back, sb.lb, sb.xs)
     };
@@ -880,7 +881,7 @@ fn bound_relu(
     iters: usize,
 ) -> (f64, Vec<Vec<f64>>) {
     let rel = domain_relaxations(ctx.net, root, &d.splits);
-    let sb = bounds::spec_bound_cached(
+    let sb = bounds::spec_bound(
         ctx.net,
         &rel,
         &root.eps,

@@ -19,7 +19,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::bounds::{
-    SpecOpts, Splits, crown_intermediate_within, ibp, init_alpha, relaxations, spec_bound,
+    ForwardCache, SpecOpts, Splits, crown_intermediate_within, ibp, init_alpha, relaxations,
+    spec_bound,
 };
 use crate::matrix::{Dense, Mat};
 use crate::network::{Activation, Network, Node};
@@ -261,6 +262,7 @@ pub fn bound_box(
             lr_alpha: 0.1,
             lr_beta: 0.05,
         },
+        &mut ForwardCache::default(),
     );
     let out = diff.output;
     let per_output: Vec<f64> = (0..m)
