@@ -31,22 +31,14 @@ fn main() {
         ..lrai_verify::Settings::default()
     };
     // Side-by-side experiments: `LRAI_INTER_ITERS=0` gives plain CROWN intermediates.
-    if let Some(n) = std::env::var("LRAI_INTER_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(n) = env("LRAI_INTER_ITERS") {
         settings.relu.intermediate_iters = n;
     }
-    if let Some(n) = std::env::var("LRAI_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = env("LRAI_ITERS") {
         settings.relu.iters = n;
     }
-    if let Some(n) = std::env::var("LRAI_BATCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = env("LRAI_BATCH") {
         settings.relu.batch = n;
     }
     let o = lrai_verify::verify(&net, &prop, &args[2], session.as_ref(), &settings).unwrap();

@@ -9,7 +9,9 @@
 //! of `x` is minimised over the box in closed form. Gradients for α and β come from a
 //! forward pass of the relaxed network at the minimising vertex (envelope theorem).
 
-use crate::matrix::Dense;
+use rayon::prelude::*;
+
+use crate::matrix::{Dense, dot};
 use crate::network::{Activation, Network, Node};
 
 /// Interval bounds for every node of a network (empty vectors where not computed).
@@ -335,7 +337,7 @@ pub fn backward(
                     }
                 }
                 for (r, cr) in c.iter_mut().enumerate() {
-                    *cr += lam.row(r).iter().zip(bias).map(|(a, b)| a * b).sum::<f64>();
+                    *cr += dot(lam.row(r), bias);
                 }
                 for (j, m) in terms {
                     let target = acc[*j].get_or_insert_with(|| Dense::zeros(k, m.cols()));
@@ -537,14 +539,19 @@ fn tighten(
     );
     let (lb, _) = minimise(&back, lower, upper, false);
     for (r, &i) in rows.iter().enumerate() {
-        b.lower[z][i] = b.lower[z][i].max(lb[2 * r]);
-        b.upper[z][i] = b.upper[z][i].min(-lb[2 * r + 1]);
-        if b.lower[z][i] > b.upper[z][i] {
-            // Only floating-point noise can cross them; keep the interval non-empty.
-            let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
-            b.lower[z][i] = m;
-            b.upper[z][i] = m;
-        }
+        narrow(b, z, i, lb[2 * r], -lb[2 * r + 1]);
+    }
+}
+
+/// Intersects element `i` of node `z` with `[lo, hi]`.
+fn narrow(b: &mut NodeBounds, z: usize, i: usize, lo: f64, hi: f64) {
+    b.lower[z][i] = b.lower[z][i].max(lo);
+    b.upper[z][i] = b.upper[z][i].min(hi);
+    if b.lower[z][i] > b.upper[z][i] {
+        // Only floating-point noise can cross them; keep the interval non-empty.
+        let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
+        b.lower[z][i] = m;
+        b.upper[z][i] = m;
     }
 }
 
@@ -560,7 +567,6 @@ fn tighten_alpha(
     upper: &[f64],
     iters: usize,
 ) {
-    use rayon::prelude::*;
     if is_first_linear(net, z) {
         return;
     }
@@ -608,16 +614,11 @@ fn tighten_alpha(
             .lb
         })
         .collect();
-    for (&(i, sign), v) in rows.iter().zip(found.iter().flatten()) {
+    for (&(i, sign), &v) in rows.iter().zip(found.iter().flatten()) {
         if sign > 0.0 {
-            b.lower[z][i] = b.lower[z][i].max(*v);
+            narrow(b, z, i, v, f64::INFINITY);
         } else {
-            b.upper[z][i] = b.upper[z][i].min(-v);
-        }
-        if b.lower[z][i] > b.upper[z][i] {
-            let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
-            b.lower[z][i] = m;
-            b.upper[z][i] = m;
+            narrow(b, z, i, f64::NEG_INFINITY, -v);
         }
     }
 }
@@ -672,16 +673,14 @@ pub fn relaxed_forward(
                 let v = match &net.nodes[idx] {
                     Node::Input { .. } => x.clone(),
                     Node::Linear { .. } if is_first_linear(net, idx) => {
-                        let inc = cached.as_ref().and_then(|c| {
-                            (c.node == idx && c.updates < FIRST_LAYER_REFRESH)
-                                .then(|| net.forward_first_from(idx, x, &c.x, &c.z))
-                                .flatten()
-                        });
-                        let updates = match (&inc, cached.as_ref()) {
-                            (Some(_), Some(c)) => c.updates + 1,
-                            _ => 0,
+                        let inc = match cached.as_ref() {
+                            Some(c) if c.node == idx && c.updates < FIRST_LAYER_REFRESH => net
+                                .forward_first_from(idx, x, &c.x, &c.z)
+                                .map(|z| (z, c.updates + 1)),
+                            _ => None,
                         };
-                        let z = inc.unwrap_or_else(|| net.forward_linear(idx, &vals));
+                        let (z, updates) =
+                            inc.unwrap_or_else(|| (net.forward_linear(idx, &vals), 0));
                         *cached = Some(CachedLayer {
                             node: idx,
                             x: x.clone(),

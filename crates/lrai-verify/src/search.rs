@@ -796,51 +796,43 @@ impl Default for ReluSplitOpts {
     }
 }
 
-/// The split-fixed elements: `fixed[z][i]` is the split sign on linear node `z`
-/// (−1 active, +1 inactive, 0 free).
-fn fixed_signs(net: &Network, splits: &Splits) -> Vec<Vec<f64>> {
-    let mut fixed: Vec<Vec<f64>> = vec![Vec::new(); net.nodes.len()];
+/// The relaxations of a domain: the root's (`root_rel`), with each split neuron's made
+/// exact.
+fn domain_relaxations(
+    net: &Network,
+    root: &NodeBounds,
+    root_rel: &[Vec<Relax>],
+    splits: &Splits,
+) -> Vec<Vec<Relax>> {
+    let mut rel = root_rel.to_vec();
     for &(z, i, sign) in &splits.list {
-        if fixed[z].is_empty() {
-            fixed[z] = vec![0.0; net.dims[z]];
-        }
-        fixed[z][i] = sign;
-    }
-    fixed
-}
-
-/// The relaxations of a domain: the root's, with each split neuron's made exact.
-fn domain_relaxations(net: &Network, root: &NodeBounds, splits: &Splits) -> Vec<Vec<Relax>> {
-    let mut rel = relaxations(net, root);
-    for (a, node) in net.nodes.iter().enumerate() {
-        let Node::Act { input, act } = node else {
-            continue;
-        };
-        for &(z, i, sign) in &splits.list {
-            if z == *input {
-                let (l, u) = (root.lower[z][i], root.upper[z][i]);
-                rel[a][i] = if sign < 0.0 {
-                    bounds::relax(act, i, 0.0, u.max(0.0))
-                } else {
-                    bounds::relax(act, i, l.min(0.0), 0.0)
-                };
-            }
+        let reader = net.nodes.iter().enumerate().find_map(|(a, n)| match n {
+            Node::Act { input, act } if *input == z => Some((a, act)),
+            _ => None,
+        });
+        if let Some((a, act)) = reader {
+            let (l, u) = (root.lower[z][i], root.upper[z][i]);
+            rel[a][i] = if sign < 0.0 {
+                bounds::relax(act, i, 0.0, u.max(0.0))
+            } else {
+                bounds::relax(act, i, l.min(0.0), 0.0)
+            };
         }
     }
     rel
 }
 
-/// Picks the unstable, unsplit ReLU to split: BaBSR-like score `|λ| · (−l·u/(u−l))`
-/// with `λ` the coefficient on the ReLU output in the best row (`at_act`; the
-/// looseness its upper relaxation adds), ties broken by the interval width.
+/// Picks the ReLU to split among those still unstable in the domain (`rel`, whose
+/// split neurons are exact): BaBSR-like score `|λ| · (−l·u/(u−l))` with `λ` the
+/// coefficient on the ReLU output in the best row (`at_act`; the looseness its upper
+/// relaxation adds), ties broken by the interval width.
 fn pick_neuron(
     net: &Network,
     root: &NodeBounds,
-    splits: &Splits,
+    rel: &[Vec<Relax>],
     at_act: &[Option<Dense>],
     best_row: usize,
 ) -> Option<(usize, usize)> {
-    let fixed = fixed_signs(net, splits);
     let mut best: Option<(f64, usize, usize)> = None;
     for (idx, node) in net.nodes.iter().enumerate() {
         let Node::Act {
@@ -851,11 +843,11 @@ fn pick_neuron(
             continue;
         };
         let lam = at_act[idx].as_ref();
-        for i in 0..net.dims[*input] {
-            let (l, u) = (root.lower[*input][i], root.upper[*input][i]);
-            if !(l < 0.0 && u > 0.0) || fixed[*input].get(i).is_some_and(|&s| s != 0.0) {
+        for (i, r) in rel[idx].iter().enumerate() {
+            if !r.free_alpha {
                 continue;
             }
+            let (l, u) = (root.lower[*input][i], root.upper[*input][i]);
             let coef = lam.map_or(0.0, |m| m.data[best_row * m.cols + i]);
             let score = coef.abs() * (-l * u / (u - l)) + 1e-9 * (u - l);
             if best.is_none_or(|(s, _, _)| score > s) {
@@ -872,6 +864,7 @@ fn pick_neuron(
 fn bound_relu(
     ctx: &Ctx<'_>,
     root: &NodeBounds,
+    root_rel: &[Vec<Relax>],
     d: &mut ReluDomain,
     c: &Dense,
     dd: &[f64],
@@ -880,7 +873,7 @@ fn bound_relu(
     upper: &[f64],
     iters: usize,
 ) -> (f64, Vec<Vec<f64>>) {
-    let rel = domain_relaxations(ctx.net, root, &d.splits);
+    let rel = domain_relaxations(ctx.net, root, root_rel, &d.splits);
     let sb = bounds::spec_bound(
         ctx.net,
         &rel,
@@ -914,7 +907,7 @@ fn bound_relu(
     d.next = if best > 0.0 {
         None
     } else {
-        pick_neuron(ctx.net, root, &d.splits, &sb.back.at_act, best_row)
+        pick_neuron(ctx.net, root, &rel, &sb.back.at_act, best_row)
     };
     (best, sb.xs)
 }
@@ -943,6 +936,7 @@ pub fn relu_split(
     let (slack, xs) = bound_relu(
         ctx,
         root,
+        &rel,
         &mut d,
         &c,
         &dd,
@@ -1005,8 +999,9 @@ pub fn relu_split(
         let results: Vec<(ReluDomain, f64, Vec<Vec<f64>>)> = children
             .into_par_iter()
             .map(|mut ch| {
-                let (s, xs) =
-                    bound_relu(ctx, root, &mut ch, &c, &dd, &idx, lower, upper, opts.iters);
+                let (s, xs) = bound_relu(
+                    ctx, root, &rel, &mut ch, &c, &dd, &idx, lower, upper, opts.iters,
+                );
                 (ch, s, xs)
             })
             .collect();
