@@ -10,6 +10,11 @@ use std::time::Duration;
 use lrai_backend::{Backend, ModelSource, SessionOptions};
 
 fn main() {
+    // Progress and per-layer refinement counts on stderr (`RUST_LOG=info`).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let model = Path::new(&args[1]);
     let prop_path = Path::new(&args[2]);
@@ -37,6 +42,18 @@ fn main() {
     }
     if let Some(n) = env("LRAI_ITERS") {
         settings.relu.iters = n;
+    }
+    if let Some(n) = env("LRAI_REFINE_LAYERS") {
+        settings.relu.refine.layers = n;
+    }
+    if let Some(n) = env("LRAI_REFINE_DOMAINS") {
+        settings.relu.refine.domains = n;
+    }
+    if let Some(n) = std::env::var("LRAI_REFINE_SHARE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.relu.refine.share = n;
     }
     if let Some(n) = env("LRAI_BATCH") {
         settings.relu.batch = n;

@@ -48,6 +48,7 @@ pub mod equivalence;
 pub mod instances;
 pub mod matrix;
 pub mod network;
+pub mod refine;
 pub mod search;
 pub mod verifier;
 pub mod vnnlib;

@@ -783,6 +783,8 @@ pub struct ReluSplitOpts {
     pub batch: usize,
     /// α-CROWN steps per intermediate layer at the root (0: plain CROWN).
     pub intermediate_iters: usize,
+    /// Branch-and-bound refinement of early intermediate layers at the root.
+    pub refine: crate::refine::RefineOpts,
 }
 
 impl Default for ReluSplitOpts {
@@ -792,13 +794,14 @@ impl Default for ReluSplitOpts {
             iters: 6,
             batch: 16,
             intermediate_iters: 20,
+            refine: crate::refine::RefineOpts::default(),
         }
     }
 }
 
 /// The relaxations of a domain: the root's (`root_rel`), with each split neuron's made
 /// exact.
-fn domain_relaxations(
+pub(crate) fn domain_relaxations(
     net: &Network,
     root: &NodeBounds,
     root_rel: &[Vec<Relax>],
@@ -810,7 +813,7 @@ fn domain_relaxations(
             Node::Act { input, act } if *input == z => Some((a, act)),
             _ => None,
         });
-        if let Some((a, act)) = reader {
+        if let Some((a, act)) = reader.filter(|(a, _)| *a < rel.len()) {
             let (l, u) = (root.lower[z][i], root.upper[z][i]);
             rel[a][i] = if sign < 0.0 {
                 bounds::relax(act, i, 0.0, u.max(0.0))
@@ -826,7 +829,7 @@ fn domain_relaxations(
 /// split neurons are exact): BaBSR-like score `|λ| · (−l·u/(u−l))` with `λ` the
 /// coefficient on the ReLU output in the best row (`at_act`; the looseness its upper
 /// relaxation adds), ties broken by the interval width.
-fn pick_neuron(
+pub(crate) fn pick_neuron(
     net: &Network,
     root: &NodeBounds,
     rel: &[Vec<Relax>],
@@ -834,7 +837,8 @@ fn pick_neuron(
     best_row: usize,
 ) -> Option<(usize, usize)> {
     let mut best: Option<(f64, usize, usize)> = None;
-    for (idx, node) in net.nodes.iter().enumerate() {
+    // `rel` may stop short of the output (intermediate refinement): only its nodes count.
+    for (idx, node) in net.nodes.iter().enumerate().take(rel.len()) {
         let Node::Act {
             input,
             act: Activation::Relu,

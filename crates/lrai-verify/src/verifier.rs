@@ -11,6 +11,7 @@ use lrai_core::Tensor;
 use crate::attack::{self, AttackOpts};
 use crate::bounds::{self, crown_intermediate, relaxations};
 use crate::network::Network;
+use crate::refine::RefineOpts;
 use crate::search::{self, Ctx, InputSplitOpts, ReluSplitOpts, SearchEnd, SearchStats, Spec};
 use crate::vnnlib::Property;
 use crate::{Result, VerifyError};
@@ -266,11 +267,15 @@ pub fn verify(
     for bx in &prop.boxes {
         let root = match method {
             Method::InputSplit => crown_intermediate(net, &bx.lower, &bx.upper),
-            _ => bounds::alpha_intermediate(
+            _ => bounds::refined_intermediate(
                 net,
                 &bx.lower,
                 &bx.upper,
                 settings.relu.intermediate_iters,
+                &RefineOpts {
+                    deadline: Some(start + settings.timeout.mul_f64(settings.relu.refine.share)),
+                    ..settings.relu.refine.clone()
+                },
             ),
         };
         let mut spec = Spec::from_property(prop);

@@ -9,6 +9,8 @@ mod common;
 use common::{Model, assert_counterexample, layer, mlp, mlp_with, settings, vnnlib_box};
 use lrai_verify::bounds;
 use lrai_verify::matrix::Dense;
+use lrai_verify::network::Node;
+use lrai_verify::refine::RefineOpts;
 use lrai_verify::vnnlib;
 use lrai_verify::{Method, Network, Verdict, VerifyError};
 
@@ -453,30 +455,94 @@ fn alpha_intermediate_bounds_are_sound_and_never_looser_than_crown() {
     }
     // Deep enough that optimised slopes must pay off somewhere.
     assert!(w_alpha < w_crown, "α-CROWN {w_alpha} vs CROWN {w_crown}");
-    // Every sampled point (grid corners and a seeded cloud) lies inside the bounds.
+    assert_contains_samples(&m, &lo, &hi, &alpha);
+}
+
+/// Every node's value at sampled points of the box (all corners of the first six
+/// dimensions, then a seeded cloud) lies inside `b`.
+fn assert_contains_samples(m: &Model, lo: &[f64], hi: &[f64], b: &bounds::NodeBounds) {
     let mut s = 11u64;
     for n in 0..2000 {
-        let x: Vec<f64> = (0..6)
+        let x: Vec<f64> = (0..lo.len())
             .map(|d| {
                 s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-                if n < 64 {
-                    if (n >> d) & 1 == 1 { 1.0 } else { -1.0 }
+                let t = if n < 64 && d < 6 {
+                    if (n >> d) & 1 == 1 { 1.0 } else { 0.0 }
                 } else {
-                    ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-                }
+                    (s >> 11) as f64 / (1u64 << 53) as f64
+                };
+                lo[d] + t * (hi[d] - lo[d])
             })
             .collect();
         for (k, v) in m.net.eval_all(&x).iter().enumerate() {
             for (i, v) in v.iter().enumerate() {
                 assert!(
-                    *v >= alpha.lower[k][i] - 1e-9 && *v <= alpha.upper[k][i] + 1e-9,
+                    *v >= b.lower[k][i] - 1e-9 && *v <= b.upper[k][i] + 1e-9,
                     "node {k}[{i}] = {v} outside [{}, {}]",
-                    alpha.lower[k][i],
-                    alpha.upper[k][i]
+                    b.lower[k][i],
+                    b.upper[k][i]
                 );
             }
         }
     }
+}
+
+/// Unstable ReLU inputs (lower < 0 < upper) over the whole network.
+fn unstable(m: &Model, b: &bounds::NodeBounds) -> usize {
+    m.net
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            Node::Act { input, .. } => Some(*input),
+            _ => None,
+        })
+        .map(|k| {
+            (0..m.net.dims[k])
+                .filter(|&i| b.lower[k][i] < 0.0 && b.upper[k][i] > 0.0)
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn refined_intermediate_bounds_are_sound_and_never_looser_than_alpha() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = random_mlp(&[6, 12, 12, 12, 12, 3], 7);
+    let m = Model::from_proto(&mlp(&layers), dir.path());
+    // A box small enough that some ReLUs are stable (at ±0.1 every one is unstable,
+    // and refinement leaves such layers alone).
+    let (lo, hi) = (vec![-0.05; 6], vec![0.05; 6]);
+    let alpha = bounds::alpha_intermediate(&m.net, &lo, &hi, 20);
+    let refine = RefineOpts {
+        domains: 64,
+        ..RefineOpts::default()
+    };
+    let refined = bounds::refined_intermediate(&m.net, &lo, &hi, 20, &refine);
+    let (mut w_alpha, mut w_refined) = (0.0, 0.0);
+    for k in 0..m.net.nodes.len() {
+        for i in 0..m.net.dims[k] {
+            let (lr, ur) = (refined.lower[k][i], refined.upper[k][i]);
+            assert!(lr >= alpha.lower[k][i] - 1e-12 && ur <= alpha.upper[k][i] + 1e-12);
+            w_alpha += alpha.upper[k][i] - alpha.lower[k][i];
+            w_refined += ur - lr;
+        }
+    }
+    assert!(w_refined < w_alpha, "refined {w_refined} vs α {w_alpha}");
+    assert!(
+        unstable(&m, &refined) < unstable(&m, &alpha),
+        "unstable ReLUs: refined {} vs α {}",
+        unstable(&m, &refined),
+        unstable(&m, &alpha)
+    );
+    assert_contains_samples(&m, &lo, &hi, &refined);
+    // A deadline already passed refines nothing: the α bounds come back unchanged.
+    let past = RefineOpts {
+        deadline: Some(std::time::Instant::now()),
+        ..refine
+    };
+    let same = bounds::refined_intermediate(&m.net, &lo, &hi, 20, &past);
+    assert_eq!(same.lower, alpha.lower);
+    assert_eq!(same.upper, alpha.upper);
 }
 
 #[test]
