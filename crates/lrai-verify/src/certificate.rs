@@ -54,6 +54,11 @@ pub fn verification(
     settings: &Settings,
     outcome: &Outcome,
 ) -> Value {
+    // `usize::MAX` layers means every hidden layer.
+    let refine_layers = match settings.relu.refine.layers {
+        usize::MAX => json!("all"),
+        n => json!(n),
+    };
     let mut doc = json!({
         "kind": "lrai-verification",
         "lrai_version": LRAI_VERSION,
@@ -71,7 +76,14 @@ pub fn verification(
             "input_split": {"strong_branching": settings.input_split.strong,
                             "pgd_steps": settings.input_split.pgd_steps},
             "relu_split": {"root_alpha_iters": settings.relu.root_iters,
-                           "alpha_beta_iters": settings.relu.iters, "batch": settings.relu.batch},
+                           "alpha_beta_iters": settings.relu.iters, "batch": settings.relu.batch,
+                           "intermediate_alpha_iters": settings.relu.intermediate_iters,
+                           "refine": {"layers": refine_layers,
+                                      "domains_per_bound": settings.relu.refine.domains,
+                                      "root_alpha_iters": settings.relu.refine.root_iters,
+                                      "alpha_beta_iters": settings.relu.refine.iters,
+                                      "quick_search_share": settings.relu.refine.quick_share,
+                                      "timeout_share": settings.relu.refine.share}},
             "bounds": "IBP + CROWN intermediate bounds; alpha-CROWN/beta-CROWN on the property rows; f64 arithmetic",
         },
         "time_s": outcome.elapsed.as_secs_f64(),

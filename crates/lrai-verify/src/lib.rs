@@ -10,6 +10,8 @@
 //! - [`bounds`]: interval bounds (IBP), CROWN/DeepPoly back-substitution, α-CROWN lower
 //!   slopes and β-CROWN split multipliers, optimised by projected gradient ascent.
 //! - [`attack`]: counterexample search (random sampling, then PGD on the property margin).
+//! - [`refine`]: early intermediate layers tightened by a small branch and bound per
+//!   unstable neuron (the role a MIP solver plays in α,β-CROWN), for deep networks.
 //! - [`search`]: the complete search: input splitting for low-dimensional inputs (CROWN
 //!   per box, α-CROWN on deep boxes, a clause's rows also combined convexly) and ReLU
 //!   splitting (β-CROWN style) for wide ones, on rayon.

@@ -11,7 +11,9 @@
 //! - **ReLU splitting** ([`relu_split`]) for wide inputs (MNIST has 784): split an
 //!   unstable ReLU (BaBSR-style score) into `z >= 0` and `z <= 0`, and bound each child
 //!   with α-CROWN plus β multipliers for every split on its path (β-CROWN). Intermediate
-//!   bounds are inherited from the root, tightened only at the split neuron.
+//!   bounds are inherited from the root, tightened only at the split neuron. When a
+//!   short first search fails, the verifier refines the root's intermediate bounds
+//!   ([`crate::refine`]) and searches again.
 //!
 //! A domain is proven when, for every pending clause, some row's lower bound exceeds
 //! that row's float safety margin.

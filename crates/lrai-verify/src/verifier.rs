@@ -9,7 +9,7 @@ use lrai_backend::Session;
 use lrai_core::Tensor;
 
 use crate::attack::{self, AttackOpts};
-use crate::bounds::{self, crown_intermediate, relaxations};
+use crate::bounds::{self, NodeBounds, crown_intermediate, relaxations};
 use crate::network::Network;
 use crate::refine::RefineOpts;
 use crate::search::{self, Ctx, InputSplitOpts, ReluSplitOpts, SearchEnd, SearchStats, Spec};
@@ -265,62 +265,86 @@ pub fn verify(
 
     // 2. Bounds and search, box by box.
     for bx in &prop.boxes {
-        let root = match method {
-            Method::InputSplit => crown_intermediate(net, &bx.lower, &bx.upper),
-            _ => bounds::refined_intermediate(
-                net,
-                &bx.lower,
-                &bx.upper,
-                settings.relu.intermediate_iters,
-                &RefineOpts {
-                    deadline: Some(start + settings.timeout.mul_f64(settings.relu.refine.share)),
-                    ..settings.relu.refine.clone()
-                },
-            ),
-        };
-        let mut spec = Spec::from_property(prop);
-        spec.margin = spec.margins_for(net, &root);
-        outcome.max_safety_margin = spec
-            .margin
-            .iter()
-            .copied()
-            .fold(outcome.max_safety_margin, f64::max);
         let bx_confirm = |x: &[f64]| confirm(x, &bx.lower, &bx.upper).map(|(x, _)| x);
-        let ctx = Ctx {
-            net,
-            prop,
-            spec: &spec,
-            deadline,
-            root_width: bx
-                .lower
-                .iter()
-                .zip(&bx.upper)
-                .map(|(l, u)| (u - l).max(f64::MIN_POSITIVE))
-                .collect(),
-            split: &settings.input_split,
-            confirm: &bx_confirm,
-        };
+        let root_width: Vec<f64> = bx
+            .lower
+            .iter()
+            .zip(&bx.upper)
+            .map(|(l, u)| (u - l).max(f64::MIN_POSITIVE))
+            .collect();
         let mut stats = SearchStats::default();
-        let end = match method {
+        // One search of the box from `root` bounds until `until`; also the largest
+        // float safety margin it used.
+        let search_from = |root: &NodeBounds, until: Instant, stats: &mut SearchStats| {
+            let mut spec = Spec::from_property(prop);
+            spec.margin = spec.margins_for(net, root);
+            let margin = spec.margin.iter().copied().fold(0.0, f64::max);
+            let ctx = Ctx {
+                net,
+                prop,
+                spec: &spec,
+                deadline: until,
+                root_width: root_width.clone(),
+                split: &settings.input_split,
+                confirm: &bx_confirm,
+            };
+            let end = match method {
+                Method::InputSplit => search::input_split(&ctx, &bx.lower, &bx.upper, stats),
+                Method::BoundsOnly => per_clause(&ctx, &bx.lower, &bx.upper, root, None, stats),
+                Method::ReluSplit | Method::Auto => per_clause(
+                    &ctx,
+                    &bx.lower,
+                    &bx.upper,
+                    root,
+                    Some(&settings.relu),
+                    stats,
+                ),
+            };
+            (end, margin)
+        };
+        let (end, margin) = match method {
             Method::InputSplit => {
                 outcome.method = "input-split".into();
-                search::input_split(&ctx, &bx.lower, &bx.upper, &mut stats)
+                let root = crown_intermediate(net, &bx.lower, &bx.upper);
+                search_from(&root, deadline, &mut stats)
             }
-            Method::ReluSplit | Method::BoundsOnly | Method::Auto => {
-                outcome.method = if method == Method::BoundsOnly {
-                    "bounds"
+            Method::BoundsOnly => {
+                outcome.method = "bounds".into();
+                let iters = settings.relu.intermediate_iters;
+                let root = bounds::alpha_intermediate(net, &bx.lower, &bx.upper, iters);
+                search_from(&root, deadline, &mut stats)
+            }
+            Method::ReluSplit | Method::Auto => {
+                outcome.method = "relu-split".into();
+                let iters = settings.relu.intermediate_iters;
+                let plain = bounds::alpha_intermediate(net, &bx.lower, &bx.upper, iters);
+                let r = &settings.relu.refine;
+                let refine = r.layers > 0 && r.domains > 0;
+                let quick = if refine {
+                    deadline.min(Instant::now() + settings.timeout.mul_f64(r.quick_share))
                 } else {
-                    "relu-split"
-                }
-                .into();
-                let relu_opts = if method == Method::BoundsOnly {
-                    None
-                } else {
-                    Some(&settings.relu)
+                    deadline
                 };
-                per_clause(&ctx, &bx.lower, &bx.upper, &root, relu_opts, &mut stats)
+                match search_from(&plain, quick, &mut stats) {
+                    (SearchEnd::Unknown(_), m) if refine && Instant::now() < deadline => {
+                        let now = Instant::now();
+                        let opts = RefineOpts {
+                            deadline: Some(
+                                now + deadline.saturating_duration_since(now).mul_f64(r.share),
+                            ),
+                            ..r.clone()
+                        };
+                        let refined = bounds::refined_intermediate(
+                            net, &bx.lower, &bx.upper, iters, &opts, &plain,
+                        );
+                        let (end, m2) = search_from(&refined, deadline, &mut stats);
+                        (end, m.max(m2))
+                    }
+                    other => other,
+                }
             }
         };
+        outcome.max_safety_margin = outcome.max_safety_margin.max(margin);
         outcome.domains += stats.domains;
         outcome.max_depth = outcome.max_depth.max(stats.max_depth);
         match end {

@@ -517,7 +517,7 @@ fn refined_intermediate_bounds_are_sound_and_never_looser_than_alpha() {
         domains: 64,
         ..RefineOpts::default()
     };
-    let refined = bounds::refined_intermediate(&m.net, &lo, &hi, 20, &refine);
+    let refined = bounds::refined_intermediate(&m.net, &lo, &hi, 20, &refine, &alpha);
     let (mut w_alpha, mut w_refined) = (0.0, 0.0);
     for k in 0..m.net.nodes.len() {
         for i in 0..m.net.dims[k] {
@@ -540,7 +540,7 @@ fn refined_intermediate_bounds_are_sound_and_never_looser_than_alpha() {
         deadline: Some(std::time::Instant::now()),
         ..refine
     };
-    let same = bounds::refined_intermediate(&m.net, &lo, &hi, 20, &past);
+    let same = bounds::refined_intermediate(&m.net, &lo, &hi, 20, &past, &alpha);
     assert_eq!(same.lower, alpha.lower);
     assert_eq!(same.upper, alpha.upper);
 }
