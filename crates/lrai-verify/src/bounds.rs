@@ -490,6 +490,7 @@ fn sweep(
     let mut rel: Vec<Vec<Relax>> = Vec::with_capacity(n);
     // ReLU layers bounded so far (the first is exact from IBP), and in all.
     let mut relu_layer = 0;
+    let mut refined_before = false;
     let relu_layers = feeds
         .iter()
         .filter(|f| matches!(f, Some(Activation::Relu)))
@@ -510,26 +511,30 @@ fn sweep(
         b.lower.push(l);
         b.upper.push(u);
         b.eps.push(e);
-        if let Some(act) = feed {
+        // In a refined sweep (`parent` is the plain α sweep), layers before the first
+        // refined one would only repeat the parent's CROWN and α passes.
+        let repeat = refine.is_some() && !refined_before;
+        if let Some(act) = feed.filter(|_| !repeat) {
             tighten(net, &mut b, &rel, k, act, lower, upper);
-            if matches!(act, Activation::Relu) {
-                if alpha_iters > 0 {
-                    tighten_alpha(net, &mut b, &rel, k, lower, upper, alpha_iters);
-                }
-                if let Some(r) = refine.filter(|r| relu_layer >= 1 && relu_layer <= r.layers) {
-                    // An even share of the time left among the layers still to refine.
-                    let left = relu_layers
-                        .min(r.layers.saturating_add(1))
-                        .saturating_sub(relu_layer)
-                        .max(1);
-                    let until = r.deadline.map(|d| {
-                        let now = std::time::Instant::now();
-                        now + d.saturating_duration_since(now).div_f64(left as f64)
-                    });
-                    crate::refine::refine_node(net, &mut b, &rel, k, lower, upper, r, until);
-                }
-                relu_layer += 1;
+        }
+        if let Some(Activation::Relu) = feed {
+            if alpha_iters > 0 && !repeat {
+                tighten_alpha(net, &mut b, &rel, k, lower, upper, alpha_iters);
             }
+            if let Some(r) = refine.filter(|r| relu_layer >= 1 && relu_layer <= r.layers) {
+                // An even share of the time left among the layers still to refine.
+                let left = relu_layers
+                    .min(r.layers.saturating_add(1))
+                    .saturating_sub(relu_layer)
+                    .max(1);
+                let until = r.deadline.map(|d| {
+                    let now = std::time::Instant::now();
+                    now + d.saturating_duration_since(now).div_f64(left as f64)
+                });
+                crate::refine::refine_node(net, &mut b, &rel, k, lower, upper, r, until);
+                refined_before = true;
+            }
+            relu_layer += 1;
         }
         rel.push(node_relaxations(&net.nodes[k], &b));
     }
@@ -585,7 +590,7 @@ fn tighten(
 }
 
 /// Intersects element `i` of node `z` with `[lo, hi]`.
-pub(crate) fn narrow(b: &mut NodeBounds, z: usize, i: usize, lo: f64, hi: f64) {
+fn narrow(b: &mut NodeBounds, z: usize, i: usize, lo: f64, hi: f64) {
     b.lower[z][i] = b.lower[z][i].max(lo);
     b.upper[z][i] = b.upper[z][i].min(hi);
     if b.lower[z][i] > b.upper[z][i] {
@@ -593,6 +598,33 @@ pub(crate) fn narrow(b: &mut NodeBounds, z: usize, i: usize, lo: f64, hi: f64) {
         let m = 0.5 * (b.lower[z][i] + b.upper[z][i]);
         b.lower[z][i] = m;
         b.upper[z][i] = m;
+    }
+}
+
+/// The ReLU inputs of node `z` whose interval straddles 0.
+pub(crate) fn unstable_relus(b: &NodeBounds, z: usize) -> Vec<usize> {
+    (0..b.lower[z].len())
+        .filter(|&i| b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0)
+        .collect()
+}
+
+/// One row per bound wanted, `(element, sign)`: sign +1 bounds `z_i` from below, −1
+/// from above.
+pub(crate) fn signed_rows(elements: &[usize]) -> Vec<(usize, f64)> {
+    elements
+        .iter()
+        .flat_map(|&i| [(i, 1.0), (i, -1.0)])
+        .collect()
+}
+
+/// Narrows node `z` with a lower bound `v` of `sign · z_i` per row.
+pub(crate) fn narrow_signed(b: &mut NodeBounds, z: usize, rows: &[(usize, f64)], found: &[f64]) {
+    for (&(i, sign), &v) in rows.iter().zip(found) {
+        if sign > 0.0 {
+            narrow(b, z, i, v, f64::INFINITY);
+        } else {
+            narrow(b, z, i, f64::NEG_INFINITY, -v);
+        }
     }
 }
 
@@ -612,11 +644,7 @@ fn tighten_alpha(
         return;
     }
     let dim = net.dims[z];
-    // (element, sign): sign +1 bounds z_i from below, −1 from above.
-    let rows: Vec<(usize, f64)> = (0..dim)
-        .filter(|&i| b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0)
-        .flat_map(|i| [(i, 1.0), (i, -1.0)])
-        .collect();
+    let rows = signed_rows(&unstable_relus(b, z));
     if rows.is_empty() {
         return;
     }
@@ -655,13 +683,8 @@ fn tighten_alpha(
             .lb
         })
         .collect();
-    for (&(i, sign), &v) in rows.iter().zip(found.iter().flatten()) {
-        if sign > 0.0 {
-            narrow(b, z, i, v, f64::INFINITY);
-        } else {
-            narrow(b, z, i, f64::NEG_INFINITY, -v);
-        }
-    }
+    let found: Vec<f64> = found.into_iter().flatten().collect();
+    narrow_signed(b, z, &rows, &found);
 }
 
 /// True when a linear node reads only the input (CROWN equals IBP there).

@@ -101,20 +101,14 @@ pub(crate) fn refine_node(
     until: Option<Instant>,
 ) {
     let dim = net.dims[z];
-    let mut unstable: Vec<usize> = (0..dim)
-        .filter(|&i| b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0)
-        .collect();
+    let mut unstable = bounds::unstable_relus(b, z);
     if opts.domains == 0 || unstable.is_empty() || 4 * unstable.len() > 3 * dim {
         return;
     }
     // Nearest to stable first: the likeliest to be settled in the time given.
     let gap = |i: usize| (-b.lower[z][i]).min(b.upper[z][i]);
     unstable.sort_by(|&x, &y| gap(x).total_cmp(&gap(y)));
-    // (element, sign): sign +1 bounds z_i from below, −1 from above.
-    let mut rows: Vec<(usize, f64)> = unstable
-        .iter()
-        .flat_map(|&i| [(i, 1.0), (i, -1.0)])
-        .collect();
+    let mut rows = bounds::signed_rows(&unstable);
     let before = unstable.len();
     let started = Instant::now();
     // Rounds of growing budgets (64, 256, ... up to `domains`) over the neurons still
@@ -135,13 +129,7 @@ pub(crate) fn refine_node(
                 )
             })
             .collect();
-        for (&(i, sign), &v) in rows.iter().zip(&found) {
-            if sign > 0.0 {
-                bounds::narrow(b, z, i, v, f64::INFINITY);
-            } else {
-                bounds::narrow(b, z, i, f64::NEG_INFINITY, -v);
-            }
-        }
+        bounds::narrow_signed(b, z, &rows, &found);
         // A neuron proven stable from either side needs nothing more.
         rows.retain(|&(i, _)| b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0);
         if budget >= opts.domains || rows.is_empty() || until.is_some_and(|t| Instant::now() >= t) {
@@ -149,13 +137,10 @@ pub(crate) fn refine_node(
         }
         budget = opts.domains.min(budget.saturating_mul(4));
     }
-    let unstable = (0..net.dims[z])
-        .filter(|&i| b.lower[z][i] < 0.0 && b.upper[z][i] > 0.0)
-        .count();
     tracing::info!(
         node = z,
         unstable_before = before,
-        unstable_after = unstable,
+        unstable_after = bounds::unstable_relus(b, z).len(),
         seconds = started.elapsed().as_secs_f64(),
         "intermediate bounds refined by branch and bound"
     );
