@@ -55,6 +55,12 @@ fn main() {
     {
         settings.relu.refine.share = n;
     }
+    if let Some(n) = env("LRAI_CANDIDATES") {
+        settings.relu.candidates = n;
+    }
+    if let Some(n) = env("LRAI_REFINE_CANDIDATES") {
+        settings.relu.refine.candidates = n;
+    }
     if let Some(n) = env("LRAI_BATCH") {
         settings.relu.batch = n;
     }

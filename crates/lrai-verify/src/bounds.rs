@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use crate::matrix::{Dense, dot};
+use crate::matrix::{Dense, Mat, dot};
 use crate::network::{Activation, Network, Node};
 
 /// Interval bounds for every node of a network (empty vectors where not computed).
@@ -280,6 +280,9 @@ pub struct Backward {
     pub c: Vec<f64>,
     /// The coefficient matrix reaching each activation node's output (when kept).
     pub at_act: Vec<Option<Dense>>,
+    /// The constant per row accumulated before each activation node (when kept), so a
+    /// pass that differs only from that node down can resume there ([`resume`]).
+    pub c_at: Vec<Option<Vec<f64>>>,
 }
 
 /// Options for one back-substitution.
@@ -303,15 +306,150 @@ pub fn backward(
     opts: BackOpts<'_>,
 ) -> Backward {
     let k = lambda.rows;
+    backward_from(net, relax, eps, start, lambda, vec![0.0; k], opts)
+}
+
+/// Whether a back-substitution can resume at node `a` from a kept pass: no node after
+/// `a` reads a node before it, so nothing but `a` had reached the nodes below when the
+/// pass got there (true of every chain, e.g. an MLP).
+pub fn resumable(net: &Network, a: usize) -> bool {
+    net.nodes
+        .iter()
+        .enumerate()
+        .skip(a + 1)
+        .all(|(_, n)| match n {
+            Node::Input { .. } => true,
+            Node::Linear { terms, .. } => terms.iter().all(|(j, _)| *j >= a),
+            Node::Act { input, .. } => *input >= a,
+        })
+}
+
+/// [`backward`] of a kept pass (`parent`, `keep: true`) continued from activation node
+/// `a` with `relax` (which may differ from the parent's at `a` and below, not above):
+/// the rows' part above `a` is reused. Only valid where [`resumable`] holds.
+pub fn resume(
+    net: &Network,
+    relax: &[Vec<Relax>],
+    eps: &[Vec<f64>],
+    parent: &Backward,
+    a: usize,
+    opts: BackOpts<'_>,
+) -> Option<Backward> {
+    let lam = parent.at_act.get(a)?.clone()?;
+    let c = parent.c_at.get(a)?.clone()?;
+    Some(backward_from(net, relax, eps, a, lam, c, opts))
+}
+
+/// A kept pass (`parent`) with one element's relaxation changed from `old` to `new`
+/// (element `i` of activation node `a`), where `a` alone reads a linear node of the
+/// network input: the change reaches the input coefficients as a rank-one update, in
+/// O(inputs) where [`resume`] would redo the first layer, the widest (784 × 256 on
+/// MNIST). `None` where that does not hold. Only `a_in` and `c` are filled.
+#[allow(clippy::too_many_arguments)] // the parent's pass and the one element that changes
+pub fn rank_one_first_layer(
+    net: &Network,
+    eps: &[Vec<f64>],
+    parent: &Backward,
+    alpha: Option<&[Option<Dense>]>,
+    a: usize,
+    i: usize,
+    old: &Relax,
+    new: &Relax,
+) -> Option<Backward> {
+    let Node::Act { input: z, .. } = &net.nodes[a] else {
+        return None;
+    };
+    let Node::Linear { terms, bias, .. } = &net.nodes[*z] else {
+        return None;
+    };
+    let from_input = terms.iter().all(|(j, _)| {
+        matches!(net.nodes[*j], Node::Input { .. }) && eps.get(*j).is_none_or(|e| e.is_empty())
+    });
+    let readers = net.nodes.iter().filter(|n| match n {
+        Node::Linear { terms, .. } => terms.iter().any(|(j, _)| j == z),
+        Node::Act { input, .. } => input == z,
+        Node::Input { .. } => false,
+    });
+    if !from_input || readers.count() != 1 {
+        return None;
+    }
+    let lam = parent.at_act.get(a)?.as_ref()?;
+    let dim = lam.cols;
+    let alpha = alpha.and_then(|al| al.get(a)).and_then(Option::as_ref);
+    let e_z = eps.get(*z).filter(|e| !e.is_empty());
+    let mut a_in = parent.a_in.clone();
+    let mut c = parent.c.clone();
+    #[allow(clippy::needless_range_loop)] // the row addresses λ, α, `c` and `a_in`
+    for r in 0..lam.rows {
+        let l = lam.data[r * dim + i];
+        if l == 0.0 {
+            continue;
+        }
+        // The slope and intercept the pass takes for this row, as in `backward_from`.
+        let part = |x: &Relax| {
+            if l > 0.0 {
+                let s = match alpha {
+                    Some(al) if x.free_alpha => al.data[r * dim + i],
+                    _ => x.lo_s,
+                };
+                (s, x.lo_c)
+            } else {
+                (x.up_s, x.up_c)
+            }
+        };
+        let ((s0, c0), (s1, c1)) = (part(old), part(new));
+        let (z0, z1) = (l * s0, l * s1);
+        let delta = z1 - z0;
+        c[r] += l * (c1 - c0) + delta * bias[i];
+        if let Some(e) = e_z {
+            c[r] -= (z1.abs() - z0.abs()) * e[i];
+        }
+        if delta == 0.0 {
+            continue;
+        }
+        let cols = a_in.cols;
+        let row = &mut a_in.data[r * cols..(r + 1) * cols];
+        for (_, m) in terms {
+            match m {
+                Mat::Dense(w) => {
+                    for (o, v) in row.iter_mut().zip(w.row(i)) {
+                        *o += delta * v;
+                    }
+                }
+                Mat::Diag(d) => row[i] += delta * d[i],
+            }
+        }
+    }
+    Some(Backward {
+        a_in,
+        c,
+        at_act: Vec::new(),
+        c_at: Vec::new(),
+    })
+}
+
+fn backward_from(
+    net: &Network,
+    relax: &[Vec<Relax>],
+    eps: &[Vec<f64>],
+    start: usize,
+    lambda: Dense,
+    mut c: Vec<f64>,
+    opts: BackOpts<'_>,
+) -> Backward {
+    let k = lambda.rows;
     let mut acc: Vec<Option<Dense>> = vec![None; net.nodes.len()];
     let mut at_act: Vec<Option<Dense>> = vec![None; net.nodes.len()];
-    let mut c = vec![0.0; k];
+    let mut c_at: Vec<Option<Vec<f64>>> = vec![None; net.nodes.len()];
     acc[start] = Some(lambda);
     let mut a_in = Dense::zeros(k, net.input_dim());
     for idx in (0..=start).rev() {
         let Some(mut lam) = acc[idx].take() else {
             continue;
         };
+        if opts.keep && matches!(net.nodes[idx], Node::Act { .. }) {
+            c_at[idx] = Some(c.clone());
+        }
         // The backend's rounding error at this node, worst case for each row's sign.
         if let Some(e) = eps.get(idx).filter(|e| !e.is_empty()) {
             for (r, cr) in c.iter_mut().enumerate() {
@@ -380,7 +518,12 @@ pub fn backward(
             }
         }
     }
-    Backward { a_in, c, at_act }
+    Backward {
+        a_in,
+        c,
+        at_act,
+        c_at,
+    }
 }
 
 /// Minimum of each row's linear function over the box, and the minimising vertex.

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::bounds::{self, ForwardCache, NodeBounds, Relax, SpecOpts, Splits};
 use crate::matrix::Dense;
 use crate::network::Network;
-use crate::search::{domain_relaxations, pick_neuron};
+use crate::search::{domain_relaxations, pick_neuron, pick_neurons, strong_branch};
 
 /// Settings of the refinement.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct RefineOpts {
     pub quick_share: f64,
     /// ...then refines for at most this share of the time left, and searches again.
     pub share: f64,
+    /// Split candidates tried by strong branching per leaf (1: BaBSR's pick alone).
+    pub candidates: usize,
     /// When refinement must end; the time left is shared evenly among the layers still
     /// to refine, and a neuron whose turn comes after its layer's share keeps the bound
     /// it had.
@@ -54,6 +56,7 @@ impl Default for RefineOpts {
             iters: 6,
             quick_share: 0.1,
             share: 0.45,
+            candidates: 1,
             deadline: None,
         }
     }
@@ -165,7 +168,7 @@ fn neuron_bound(
     let mut lam = Dense::zeros(1, dim);
     lam.data[i] = sign;
     let bound = |leaf: &mut Leaf, iters: usize| {
-        let drel = domain_relaxations(net, b, rel, &leaf.splits);
+        let mut drel = domain_relaxations(net, b, rel, &leaf.splits);
         let sb = bounds::optimise(
             net,
             &drel,
@@ -186,13 +189,28 @@ fn neuron_bound(
             &mut leaf.forward,
         );
         leaf.lb = sb.lb[0];
-        leaf.alpha = sb.alpha;
-        leaf.beta = sb.beta;
         leaf.next = if leaf.lb >= 0.0 {
             None
+        } else if opts.candidates > 1 {
+            let cands = pick_neurons(net, b, &drel, &sb.back.at_act, 0, opts.candidates);
+            strong_branch(
+                net,
+                b,
+                &mut drel,
+                &sb.alpha,
+                &leaf.splits,
+                &sb.beta,
+                &sb.back,
+                &cands,
+                lower,
+                upper,
+                |lb| lb[0],
+            )
         } else {
             pick_neuron(net, b, &drel, &sb.back.at_act, 0)
         };
+        leaf.alpha = sb.alpha;
+        leaf.beta = sb.beta;
     };
     let mut root = Leaf {
         splits: Splits::default(),

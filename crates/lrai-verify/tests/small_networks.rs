@@ -568,3 +568,140 @@ fn incremental_first_layer_matches_a_full_pass() {
     // A node that does not read the input directly is not eligible.
     assert!(m.net.forward_first_from(3, &x1, &x0, &z0).is_none());
 }
+
+#[test]
+fn resumed_pass_matches_a_full_pass() {
+    // Strong branching bounds each candidate child by resuming the parent's kept pass at
+    // the split neuron's activation: with the same relaxations it must give the parent's
+    // bound back, and with one neuron's relaxation changed the full pass's.
+    let dir = tempfile::tempdir().unwrap();
+    let m = Model::from_proto(&mlp(&random_mlp(&[6, 12, 12, 12, 3], 9)), dir.path());
+    let net = &m.net;
+    let (lo, hi) = (vec![-1.0; 6], vec![1.0; 6]);
+    let b = bounds::alpha_intermediate(net, &lo, &hi, 5);
+    let rel = bounds::relaxations(net, &b);
+    let mut lam = Dense::zeros(3, 3);
+    for r in 0..3 {
+        lam.data[r * 3 + r] = 1.0;
+    }
+    let opts = bounds::BackOpts {
+        alpha: None,
+        splits: None,
+        keep: true,
+    };
+    let pass = |rel: &[Vec<bounds::Relax>]| {
+        let back = bounds::backward(net, rel, &b.eps, net.output, lam.clone(), opts);
+        bounds::minimise(&back, &lo, &hi, false).0
+    };
+    let parent = bounds::backward(net, &rel, &b.eps, net.output, lam.clone(), opts);
+    let want = bounds::minimise(&parent, &lo, &hi, false).0;
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
+    let (mut changed, mut rank_one) = (0, 0);
+    for (a, node) in net.nodes.iter().enumerate() {
+        let Node::Act { input, act } = node else {
+            continue;
+        };
+        assert!(bounds::resumable(net, a));
+        let same = bounds::resume(net, &rel, &b.eps, &parent, a, opts).unwrap();
+        let got = bounds::minimise(&same, &lo, &hi, false).0;
+        assert!(close(&got, &want), "node {a}: {got:?} vs {want:?}");
+        // Fix every unstable neuron of this layer active in turn.
+        for i in 0..net.dims[*input] {
+            let (l, u) = (b.lower[*input][i], b.upper[*input][i]);
+            if l >= 0.0 || u <= 0.0 {
+                continue;
+            }
+            let mut r2 = rel.clone();
+            r2[a][i] = bounds::relax(act, i, 0.0, u);
+            let got = bounds::resume(net, &r2, &b.eps, &parent, a, opts).unwrap();
+            let got = bounds::minimise(&got, &lo, &hi, false).0;
+            let full = pass(&r2);
+            assert!(
+                close(&got, &full),
+                "node {a} neuron {i}: {got:?} vs {full:?}"
+            );
+            changed += usize::from(!close(&full, &want));
+            // The first layer's change is a rank-one update of the input coefficients;
+            // deeper layers have relaxations in between and get `None`.
+            let one = bounds::rank_one_first_layer(
+                net, &b.eps, &parent, None, a, i, &rel[a][i], &r2[a][i],
+            );
+            match one {
+                Some(one) => {
+                    let got = bounds::minimise(&one, &lo, &hi, false).0;
+                    assert!(
+                        close(&got, &full),
+                        "rank one, neuron {i}: {got:?} vs {full:?}"
+                    );
+                    rank_one += 1;
+                }
+                None => assert!(*input > 1, "the first layer must take the rank-one path"),
+            }
+        }
+    }
+    assert!(
+        changed > 0,
+        "no split changed any bound: the test proves nothing"
+    );
+    assert!(rank_one > 0, "no first-layer neuron was unstable");
+}
+
+#[test]
+fn strong_branching_agrees_with_babsr() {
+    // Thresholds just above the grid maximum need ReLU splits; strong branching changes
+    // which neuron is split, never the answer.
+    let dir = tempfile::tempdir().unwrap();
+    let m = Model::from_proto(&mlp(&random_mlp(&[4, 10, 10, 1], 5)), dir.path());
+    // The range on a grid of 21 points per input.
+    let (mut best, mut worst) = (f64::NEG_INFINITY, f64::INFINITY);
+    let n = 20u32;
+    for k in 0..(n + 1).pow(4) {
+        let x: Vec<f64> = (0..4)
+            .map(|d| -1.0 + 2.0 * f64::from(k / (n + 1).pow(d) % (n + 1)) / f64::from(n))
+            .collect();
+        let y = m.net.eval_all(&x)[m.net.output][0];
+        best = best.max(y);
+        worst = worst.min(y);
+    }
+    let text = |t: f64| {
+        vnnlib_box(
+            &[-1.0; 4],
+            &[1.0; 4],
+            1,
+            &format!("(assert (>= Y_0 {t:?}))"),
+        )
+    };
+    let run = |t: f64, candidates: usize| {
+        let prop = vnnlib::parse("p", &text(t)).unwrap();
+        // Far more time than a few thousand domains take: the verdict, not the
+        // speed, is under test.
+        let mut s = settings(Method::ReluSplit, 600.0);
+        s.attack.samples = 0;
+        s.attack.restarts = 0;
+        s.relu.candidates = candidates;
+        s.relu.refine.candidates = candidates;
+        (prop.clone(), m.verify(&prop, &s))
+    };
+    let mut branched = false;
+    for t in [best + 0.1 * (best - worst), best + 0.3 * (best - worst)] {
+        let (_, plain) = run(t, 1);
+        let (_, strong) = run(t, 4);
+        assert_eq!(
+            plain.verdict.as_str(),
+            strong.verdict.as_str(),
+            "{plain:?} vs {strong:?}"
+        );
+        assert_ne!(strong.verdict.as_str(), "unknown", "{strong:?}");
+        eprintln!(
+            "threshold {t}: {} domains plain, {} strong",
+            plain.domains, strong.domains
+        );
+        branched |= strong.domains > 1;
+    }
+    assert!(
+        branched,
+        "no threshold needed a split: the test proves nothing"
+    );
+    let (prop, o) = run(best - 1e-3 * (best - worst), 4);
+    assert_counterexample(&m, &prop, &o);
+}
