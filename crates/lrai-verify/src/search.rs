@@ -1093,9 +1093,10 @@ pub fn relu_split(
     while !heap.is_empty() {
         if Instant::now() >= ctx.deadline {
             return SearchEnd::Unknown(format!(
-                "timeout with {} ReLU-split domains left after {} bounded",
+                "timeout with {} ReLU-split domains left after {} bounded (lowest open bound {:.3e})",
                 heap.len(),
-                stats.domains
+                stats.domains,
+                heap.peek().map_or(0.0, |d| d.score)
             ));
         }
         let take = heap.len().min(batch);
@@ -1125,6 +1126,7 @@ pub fn relu_split(
         let results: Vec<(ReluDomain, f64, Vec<Vec<f64>>)> = children
             .into_par_iter()
             .map(|mut ch| {
+                let parent = ch.score;
                 let (s, xs) = bound_relu(
                     ctx,
                     root,
@@ -1138,6 +1140,12 @@ pub fn relu_split(
                     opts.iters,
                     opts.candidates,
                 );
+                // The parent's bound holds on its children's smaller domains, and a few
+                // α/β steps with the new split's β at 0 can leave a child below it. So the
+                // best-first order never revisits a bound already beaten, and the lowest
+                // open bound (the progress line's `worst`) only rises.
+                let s = s.max(parent);
+                ch.score = s;
                 (ch, s, xs)
             })
             .collect();
