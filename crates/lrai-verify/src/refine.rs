@@ -39,7 +39,8 @@ pub struct RefineOpts {
     pub quick_share: f64,
     /// ...then refines for at most this share of the time left, and searches again.
     pub share: f64,
-    /// Split candidates tried by strong branching per leaf (1: BaBSR's pick alone).
+    /// Split candidates tried by strong branching per leaf (1: BaBSR's pick alone; 3 as
+    /// in the search, [`crate::search::ReluSplitOpts::candidates`]).
     pub candidates: usize,
     /// When refinement must end; the time left is shared evenly among the layers still
     /// to refine, and a neuron whose turn comes after its layer's share keeps the bound
@@ -56,7 +57,7 @@ impl Default for RefineOpts {
             iters: 6,
             quick_share: 0.1,
             share: 0.45,
-            candidates: 1,
+            candidates: 3,
             deadline: None,
         }
     }
