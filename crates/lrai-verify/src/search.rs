@@ -9,8 +9,8 @@
 //!   how finely one dimension may be split, and the relatively widest dimension): the
 //!   one whose worse half has the larger slack.
 //! - **ReLU splitting** ([`relu_split`]) for wide inputs (MNIST has 784): split an
-//!   unstable ReLU (BaBSR-style score, or optionally strong branching among its best few
-//!   candidates, [`ReluSplitOpts::candidates`]) into `z >= 0` and `z <= 0`, and bound each
+//!   unstable ReLU (strong branching among the best few by a BaBSR-style score,
+//!   [`ReluSplitOpts::candidates`]) into `z >= 0` and `z <= 0`, and bound each
 //!   child with α-CROWN plus β multipliers for every split on its path (β-CROWN). Intermediate
 //!   bounds are inherited from the root, tightened only at the split neuron. When a
 //!   short first search fails, the verifier refines the root's intermediate bounds
