@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::bounds::{self, ForwardCache, NodeBounds, Relax, SpecOpts, Splits};
 use crate::matrix::Dense;
 use crate::network::Network;
-use crate::search::{domain_relaxations, pick_neuron, pick_neurons, strong_branch};
+use crate::search::{domain_relaxations, pick_neurons, strong_branch};
 
 /// Settings of the refinement.
 #[derive(Debug, Clone)]
@@ -192,7 +192,7 @@ fn neuron_bound(
         leaf.lb = sb.lb[0];
         leaf.next = if leaf.lb >= 0.0 {
             None
-        } else if opts.candidates > 1 {
+        } else {
             let cands = pick_neurons(net, b, &drel, &sb.back.at_act, 0, opts.candidates);
             strong_branch(
                 net,
@@ -207,8 +207,6 @@ fn neuron_bound(
                 upper,
                 |lb| lb[0],
             )
-        } else {
-            pick_neuron(net, b, &drel, &sb.back.at_act, 0)
         };
         leaf.alpha = sb.alpha;
         leaf.beta = sb.beta;

@@ -822,34 +822,26 @@ pub(crate) fn domain_relaxations(
             _ => None,
         });
         if let Some((a, act)) = reader.filter(|(a, _)| *a < rel.len()) {
-            let (l, u) = (root.lower[z][i], root.upper[z][i]);
-            rel[a][i] = if sign < 0.0 {
-                bounds::relax(act, i, 0.0, u.max(0.0))
-            } else {
-                bounds::relax(act, i, l.min(0.0), 0.0)
-            };
+            rel[a][i] = split_relax(act, i, root.lower[z][i], root.upper[z][i], sign);
         }
     }
     rel
 }
 
-/// Picks the ReLU to split among those still unstable in the domain (`rel`, whose
-/// split neurons are exact): BaBSR-like score `|λ| · (−l·u/(u−l))` with `λ` the
-/// coefficient on the ReLU output in the best row (`at_act`; the looseness its upper
-/// relaxation adds), ties broken by the interval width.
-pub(crate) fn pick_neuron(
-    net: &Network,
-    root: &NodeBounds,
-    rel: &[Vec<Relax>],
-    at_act: &[Option<Dense>],
-    best_row: usize,
-) -> Option<(usize, usize)> {
-    pick_neurons(net, root, rel, at_act, best_row, 1)
-        .first()
-        .copied()
+/// The exact relaxation of element `i` on `[l, u]` under a split: `z >= 0` (sign −1) or
+/// `z <= 0` (sign +1).
+fn split_relax(act: &Activation, i: usize, l: f64, u: f64, sign: f64) -> Relax {
+    if sign < 0.0 {
+        bounds::relax(act, i, 0.0, u.max(0.0))
+    } else {
+        bounds::relax(act, i, l.min(0.0), 0.0)
+    }
 }
 
-/// The `k` best ReLUs by [`pick_neuron`]'s score, best first.
+/// The `k` best ReLUs to split, best first, among those still unstable in the domain
+/// (`rel`, whose split neurons are exact): BaBSR-like score `|λ| · (−l·u/(u−l))` with `λ`
+/// the coefficient on the ReLU output in the best row (`at_act`; the looseness its upper
+/// relaxation adds), ties broken by the interval width.
 pub(crate) fn pick_neurons(
     net: &Network,
     root: &NodeBounds,
@@ -914,6 +906,10 @@ pub(crate) fn strong_branch(
     upper: &[f64],
     slack: impl Fn(&[f64]) -> f64,
 ) -> Option<(usize, usize)> {
+    // One candidate (or none) needs no comparison.
+    if cands.len() <= 1 {
+        return cands.first().copied();
+    }
     let mut best: Option<(f64, (usize, usize))> = None;
     for &(z, i) in cands {
         let Some(a) = act_of(net, z).filter(|a| *a < rel.len()) else {
@@ -926,11 +922,7 @@ pub(crate) fn strong_branch(
         let (l, u) = (root.lower[z][i], root.upper[z][i]);
         let mut worst = f64::INFINITY;
         for sign in [-1.0, 1.0] {
-            let fixed = if sign < 0.0 {
-                bounds::relax(act, i, 0.0, u.max(0.0))
-            } else {
-                bounds::relax(act, i, l.min(0.0), 0.0)
-            };
+            let fixed = split_relax(act, i, l, u, sign);
             let quick = bounds::rank_one_first_layer(
                 net,
                 &root.eps,
@@ -1019,7 +1011,7 @@ fn bound_relu(
     d.score = best;
     d.next = if best > 0.0 {
         None
-    } else if candidates > 1 {
+    } else {
         let cands = pick_neurons(ctx.net, root, &rel, &sb.back.at_act, best_row, candidates);
         let slack = |lb: &[f64]| {
             lb.iter()
@@ -1031,8 +1023,6 @@ fn bound_relu(
         strong_branch(
             ctx.net, root, &mut rel, alpha, &d.splits, beta, &sb.back, &cands, lower, upper, slack,
         )
-    } else {
-        pick_neuron(ctx.net, root, &rel, &sb.back.at_act, best_row)
     };
     (best, sb.xs)
 }
