@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write every case here")
     ap.add_argument("--markdown", type=Path, help="write the per-model table here")
     ap.add_argument("--expected", type=Path, help="expected tract results; a difference fails the run")
+    ap.add_argument("--write-expected", type=Path, help="write the current tract and auto failures as the expected list")
     ap.add_argument("--doc", type=Path, help="put the figures and the table between the markers of this doc")
     args = ap.parse_args()
     if not Path(args.lrai).exists():
@@ -175,6 +176,8 @@ def main() -> None:
     if args.doc:
         shown = " ".join(sys.argv[1:])
         report.update_doc(args.doc, summary, report.markdown(rows), f"scripts/corpus/check.py {shown}".strip())
+    if args.write_expected:
+        report.write_expected(args.write_expected, rows)
     failures = report.gate(rows, cases, args.expected)
     for line in failures:
         print(f"FAIL {line}")

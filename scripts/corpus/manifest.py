@@ -303,8 +303,8 @@ def _quant_model(id: str, recipe: str, base: str, tags: tuple[str, ...], size: s
 
 QUANTIZED = [
     _quant_model("ortq_oww_embedding_qdq", "static_qdq", "oww_embedding", ("QDQ",), "small"),
-    _quant_model("ortq_cnn_qdq", "static_qdq", "torch_cnn_free_hw_op12", ("QDQ", "Softmax"), "large"),
-    _quant_model("ortq_cnn_qoperator", "static_qoperator", "torch_cnn_free_hw_op12", ("QOperator",), "large"),
+    _quant_model("ortq_cnn_qdq", "static_qdq", "torch_cnn_op20", ("QDQ", "Softmax"), "large"),
+    _quant_model("ortq_cnn_qoperator", "static_qoperator", "torch_cnn_op20", ("QOperator",), "large"),
     _quant_model("ortq_encoder_dynamic", "dynamic", "torch_encoder_op18", ("MatMulInteger",), "large"),
 ]
 

@@ -117,3 +117,13 @@ def update_doc(path: Path, summary_text: str, table: str, command: str) -> None:
     _, tail = rest.split(END, 1)
     body = f"{START}\n\n`{command}`:\n\n```\n{summary_text}\n```\n\n{table}\n{END}"
     path.write_text(head + body + tail)
+
+
+def write_expected(path: Path, rows: list[dict]) -> None:
+    """The models that fail on tract or auto today, with the result and reason, for the gate."""
+    doc = {"about": "Corpus models known not to match on a backend; scripts/corpus/check.py --expected fails "
+                    "when a result differs from this list (a regression, or a fix: then take the model off)."}
+    for backend in ("tract", "auto"):
+        doc[backend] = {r["id"]: {"result": r[backend], "reason": r[f"{backend}_reason"][:300]}
+                        for r in rows if r[backend] != "match"}
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
