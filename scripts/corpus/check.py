@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -69,7 +70,9 @@ def panic_reason(stderr: str) -> str:
     for k, line in enumerate(lines):
         if "panicked at" in line:
             msg = lines[k + 1].strip() if k + 1 < len(lines) else ""
-            return f"{line.strip()} {msg}".strip()
+            # The thread id changes every run; the docs and the expected list shouldn't.
+            where = re.sub(r"thread '([^']*)' \(\d+\)", r"thread '\1'", line.strip())
+            return f"{where} {msg}".strip()
     return lines[-1].strip() if lines else ""
 
 

@@ -30,7 +30,8 @@ def model_dir(model_id: str) -> Path:
 
 
 def model_path(model_id: str) -> Path:
-    return model_dir(model_id) / "model.onnx"
+    # Named after the model: lrai names a model after its file stem in every message.
+    return model_dir(model_id) / f"{model_id}.onnx"
 
 
 def refs_dir(model_id: str) -> Path:

@@ -3,7 +3,7 @@
     python scripts/corpus/fetch.py [--small] [--only ID ...]
 
 Idempotent: a model already in the cache is kept. Each model lands in
-`<cache>/models/<id>/model.onnx` with `source.json` (origin, license, sha256).
+`<cache>/models/<id>/<id>.onnx` with `source.json` (origin, license, sha256).
 Progress goes to stderr.
 """
 

@@ -1,11 +1,12 @@
 """Find the first node where a backend goes wrong on a corpus model.
 
-    python scripts/corpus/locate.py ID --backend tract [--batch 1] [--repeat 1] [--keep DIR]
+    python scripts/corpus/locate.py ID --backend tract [--batch 1] [--repeat 1] [--inline-if then] [--keep DIR]
 
 Cuts the graph after node k (in the file's topological order), keeps only what the
 cut outputs need, and runs it on `lrai run` and on ONNX Runtime with the model's
-reference inputs; a binary search finds the smallest k whose prefix fails (does not
-load, fails to run, panics, or differs from ONNX Runtime). Prints that node, and with
+reference inputs; a binary search finds a k whose prefix fails (does not load, fails to
+run, panics, or differs from ONNX Runtime), then it walks up to failing producers until
+every producer of the node matches. Prints that node, and with
 `--keep` saves the failing prefix as a reproducer.
 """
 
@@ -64,6 +65,23 @@ def prefix(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
     return out
 
 
+def inline_ifs(model: onnx.ModelProto, branch: str) -> None:
+    """Replace each top-level If by the nodes of one branch, to look inside a graph that is one big If."""
+    g = model.graph
+    nodes = []
+    for node in g.node:
+        if node.op_type != "If":
+            nodes.append(node)
+            continue
+        body = next(a.g for a in node.attribute if a.name == f"{branch}_branch")
+        nodes.extend(body.node)
+        g.initializer.extend(body.initializer)
+        for inner, outer in zip(body.output, node.output):
+            nodes.append(onnx.helper.make_node("Identity", [inner.name], [outer], name=f"{outer}_from_{branch}"))
+    del g.node[:]
+    g.node.extend(nodes)
+
+
 def typed_outputs(path: Path) -> None:
     """LRAI wants typed graph outputs; ONNX Runtime infers them, so copy its answer in."""
     model = onnx.load(str(path))
@@ -86,6 +104,8 @@ class Probe:
     def __init__(self, m: manifest.Model, args: argparse.Namespace, work: Path) -> None:
         self.m, self.args, self.work = m, args, work
         self.model = onnx.load(str(common.model_path(m.id)))
+        if args.inline_if:
+            inline_ifs(self.model, args.inline_if)
         self.feeds = dict(np.load(common.refs_dir(m.id) / f"b{args.batch}.inputs.npz"))
         self.env = check.lrai_env()
         self.cache: dict[int, str | None] = {}
@@ -121,6 +141,21 @@ class Probe:
         return why
 
 
+def walk_up(probe: Probe, k: int) -> int:
+    """From a failing node, move to a failing producer until every producer matches.
+
+    The binary search alone can stop late: a failure need not reach every later node
+    (a shape branch beside it still matches)."""
+    nodes = probe.model.graph.node
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    while True:
+        parents = sorted({producer[name] for name in _used_names(nodes[k]) if name in producer})
+        failing = [p for p in parents if probe.failure(p) is not None]
+        if not failing:
+            return k
+        k = failing[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("id")
@@ -128,6 +163,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--lrai", default=str(common.REPO / "target" / "release" / "lrai"))
+    ap.add_argument("--inline-if", choices=["then", "else"], help="first replace top-level If nodes by this branch")
     ap.add_argument("--keep", type=Path, help="save the smallest failing prefix and its inputs here")
     args = ap.parse_args()
     m = manifest.by_id(args.id)
@@ -143,6 +179,7 @@ def main() -> None:
                 lo = mid + 1
             else:
                 hi = mid
+        hi = walk_up(probe, hi)
         node = probe.model.graph.node[hi]
         print(f"{m.id} on {args.backend}: first failing prefix ends at node {hi} of {last + 1}: "
               f"{node.op_type} '{node.name}' inputs {list(node.input)} -> {list(node.output)}")

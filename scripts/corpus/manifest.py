@@ -23,6 +23,9 @@ TOLERANCES = {
     "deep": (1e-3, 1e-2),  # deep convnets and recurrent nets: summation order differs per backend
     "f16": (1e-2, 1e-2),  # float16 inside the graph
     "int8": (3e-2, 3e-2),  # quantized graphs: one step of rounding on either side
+    # Deep quantized convnets with outputs spanning about ±50: fused and unfused integer
+    # paths round differently at each of ~20 layers, a few output steps apart in the end.
+    "int8-deep": (1.0, 5e-2),
 }
 
 
@@ -296,13 +299,13 @@ EXPORTED = [
 ]
 
 
-def _quant_model(id: str, recipe: str, base: str, tags: tuple[str, ...], size: str) -> Model:
+def _quant_model(id: str, recipe: str, base: str, tags: tuple[str, ...], size: str, tol: str = "int8") -> Model:
     b = next(m for m in PACKAGED + EXPORTED if m.id == base)
-    return Model(id, quantized(recipe, base), b.inputs, b.batches, size=size, tol="int8", tags=tags)
+    return Model(id, quantized(recipe, base), b.inputs, b.batches, size=size, tol=tol, tags=tags)
 
 
 QUANTIZED = [
-    _quant_model("ortq_oww_embedding_qdq", "static_qdq", "oww_embedding", ("QDQ",), "small"),
+    _quant_model("ortq_oww_embedding_qdq", "static_qdq", "oww_embedding", ("QDQ",), "small", "int8-deep"),
     _quant_model("ortq_cnn_qdq", "static_qdq", "torch_cnn_op20", ("QDQ", "Softmax"), "large"),
     _quant_model("ortq_cnn_qoperator", "static_qoperator", "torch_cnn_op20", ("QOperator",), "large"),
     _quant_model("ortq_encoder_dynamic", "dynamic", "torch_encoder_op18", ("MatMulInteger",), "large"),

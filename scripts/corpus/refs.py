@@ -4,7 +4,8 @@
 
 Writes `<cache>/refs/<id>/b<N>.inputs.npz` (named after the model's inputs, ready
 for `lrai run -i`), `b<N>.outputs.npz` and `meta.json` (opset, ops, outputs). The
-reference run is made twice and must agree with itself. Needs onnxruntime==1.31.1.
+reference run is made twice and must agree with itself, and with ONNX Runtime's
+unoptimized graph (within the model's tolerance). Needs onnxruntime==1.31.1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import onnx
 import onnxruntime as ort
 
 import common
+import compare
 import manifest
 from manifest import Model
 
@@ -51,9 +53,11 @@ def storable(a: np.ndarray) -> np.ndarray:
     return a.astype(np.str_) if a.dtype == object else a
 
 
-def run_ort(path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_ort(path: str, feeds: dict[str, np.ndarray], optimize: bool = True) -> dict[str, np.ndarray]:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return {n: storable(v) for n, v in zip(names, sess.run(names, feeds))}
@@ -61,6 +65,17 @@ def run_ort(path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+
+
+def check_unoptimized(m: Model, path: str, feeds: dict[str, np.ndarray], optimized: dict[str, np.ndarray]) -> None:
+    """The reference must not depend on the CPU: ONNX Runtime's fused kernels (u8s8 without
+    VNNI) can saturate where the plain graph doesn't, so both must agree within tolerance."""
+    plain = run_ort(path, feeds, optimize=False)
+    tol = manifest.TOLERANCES[m.tol]
+    problems = [why for name, want in plain.items() if (why := compare.one(name, optimized[name], want, tol))]
+    if problems:
+        raise SystemExit(f"'{m.id}': ONNX Runtime with and without graph optimizations disagree, "
+                         f"so the reference depends on the CPU: {'; '.join(problems)}")
 
 
 def make_refs(m: Model, force: bool) -> dict:
@@ -85,6 +100,7 @@ def make_refs(m: Model, force: bool) -> dict:
         first = run_ort(str(path), feeds)
         if not same(first, run_ort(str(path), feeds)):
             raise SystemExit(f"'{m.id}': ONNX Runtime gives different outputs on two runs of the same inputs")
+        check_unoptimized(m, str(path), feeds, first)
         np.savez(out / f"b{batch}.inputs.npz", **{k: storable(np.asarray(v)) for k, v in feeds.items()})
         np.savez(out / f"b{batch}.outputs.npz", **first)
         meta["outputs"][str(batch)] = {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in first.items()}

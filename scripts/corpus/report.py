@@ -39,9 +39,13 @@ def model_rows(models: list[manifest.Model], cases: list) -> list[dict]:
     return rows
 
 
-def _cell(text: str, limit: int = 220) -> str:
+def _cell(text: str, limit: int = 260) -> str:
+    """Long tract errors nest node after node: keep the outer node and the innermost cause."""
     text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    half = (limit - 3) // 2
+    return f"{text[:half]} … {text[-half:]}"
 
 
 def _ops(ops: list[str], shown: int = 8) -> str:
@@ -120,10 +124,16 @@ def update_doc(path: Path, summary_text: str, table: str, command: str) -> None:
 
 
 def write_expected(path: Path, rows: list[dict]) -> None:
-    """The models that fail on tract or auto today, with the result and reason, for the gate."""
-    doc = {"about": "Corpus models known not to match on a backend; scripts/corpus/check.py --expected fails "
-                    "when a result differs from this list (a regression, or a fix: then take the model off)."}
+    """Record today's tract and auto failures of the models just run, for the gate.
+
+    Entries of models not in this run are kept, so `--only ID` updates one model."""
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    doc["about"] = ("Corpus models known not to match on a backend; scripts/corpus/check.py --expected fails "
+                    "when a result differs from this list (a regression, or a fix: then take the model off).")
     for backend in ("tract", "auto"):
-        doc[backend] = {r["id"]: {"result": r[backend], "reason": r[f"{backend}_reason"][:300]}
-                        for r in rows if r[backend] != "match"}
+        entries = doc.setdefault(backend, {})
+        for r in rows:
+            entries.pop(r["id"], None)
+            if r[backend] != "match":
+                entries[r["id"]] = {"result": r[backend], "reason": r[f"{backend}_reason"][:300]}
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
