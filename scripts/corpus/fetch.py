@@ -73,9 +73,11 @@ def ensure_venv(tool: str) -> Path:
 
 def export(src: Export, out: Path) -> None:
     if src.tool == "ort-quant":
-        base = manifest.by_id(src.base)
-        fetch_one(base)
+        fetch_one(manifest.by_id(src.base))
         cmd = [sys.executable, str(common.HERE / "export_quant.py"), src.recipe, src.base, str(out)]
+    elif src.tool == "onnx-convert":
+        fetch_one(manifest.by_id(src.base))
+        cmd = [sys.executable, str(common.HERE / "export_convert.py"), str(src.opset), src.base, str(out)]
     else:
         py = ensure_venv(src.tool)
         cmd = [str(py), str(common.HERE / f"export_{src.tool}.py"), src.recipe, str(src.opset), str(out)]

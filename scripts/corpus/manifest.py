@@ -39,7 +39,7 @@ class Package:
 
 @dataclass(frozen=True)
 class Export:
-    tool: str  # torch, sklearn, ort-quant: the venv and script that make it
+    tool: str  # torch, paddle, sklearn, ort-quant, onnx-convert: the venv and script that make it
     recipe: str  # function name in export_<tool>.py
     opset: int
     base: str = ""  # ort-quant: the corpus model it quantizes
@@ -232,6 +232,10 @@ def sklearn_model(recipe: str, opset: int) -> Export:
     return Export("sklearn", recipe, opset)
 
 
+def paddle_model(recipe: str, opset: int) -> Export:
+    return Export("paddle", recipe, opset)
+
+
 def quantized(recipe: str, base: str) -> Export:
     return Export("ort-quant", recipe, 0, base)
 
@@ -290,6 +294,10 @@ EXPORTED = [
     Model("torch_cnn_op20", torch_model("cnn", 20), image(I.imagenet, "image", 32), True, size="large", tags=("Gelu",)),
     Model("torch_cnn_free_hw_op12", torch_model("cnn_free_hw", 12), image(I.imagenet, "image", 40), True, size="large"),
     Model("torch_seg_op19", torch_model("seg", 19), image(I.imagenet, "image", 48), True, size="large", tags=("Resize",)),
+    # paddle.jit + paddle2onnx: every free dim gets its own 'DynamicDimension.N' name.
+    Model("paddle_lstm_op13", paddle_model("lstm", 13), features("x", 11, 16), True, size="large", tags=("LSTM",)),
+    Model("paddle_bigru_op11", paddle_model("bigru", 11), features("x", 9, 12), True, size="large", tags=("GRU",)),
+    Model("paddle_convnet_op16", paddle_model("convnet", 16), image(I.imagenet, "x", 40), True, size="large"),
     # skl2onnx / onnxmltools: ai.onnx.ml operators, strings in and out.
     Model("skl_pipeline_logreg_op13", sklearn_model("pipeline_logreg", 13), lambda rng, b: {"X": _table(rng, b, 6)}, True, tol="f32"),
     Model("skl_mixed_columns_forest_op15", sklearn_model("mixed_columns_forest", 15), _mixed, True, tol="f32", tags=("string",)),
@@ -311,7 +319,13 @@ QUANTIZED = [
     _quant_model("ortq_encoder_dynamic", "dynamic", "torch_encoder_op18", ("MatMulInteger",), "large"),
 ]
 
-MODELS = PACKAGED + EXPORTED + QUANTIZED
+CONVERTED = [
+    # onnx.version_converter to opset 21 (the torch exporter stops at 20).
+    Model("onnx_cnn_op21", Export("onnx-convert", "convert_version", 21, "torch_cnn_op20"), image(I.imagenet, "image", 32), True, size="large"),
+    Model("onnx_encoder_op21", Export("onnx-convert", "convert_version", 21, "torch_encoder_op18"), _tokens, True, size="large", tags=("int64", "bool")),
+]
+
+MODELS = PACKAGED + EXPORTED + QUANTIZED + CONVERTED
 
 
 def by_id(model_id: str) -> Model:
@@ -334,4 +348,6 @@ def source_text(m: Model) -> str:
         return f"{s.name}=={s.version}"
     if s.tool == "ort-quant":
         return f"onnxruntime 1.31.1 quantizer ({s.recipe}) of {s.base}"
-    return {"torch": "torch==2.5.1", "sklearn": "skl2onnx==1.20.0" if "lightgbm" not in s.recipe else "onnxmltools==1.16.0"}[s.tool]
+    if s.tool == "onnx-convert":
+        return f"onnx 1.23.2 version converter of {s.base}"
+    return {"torch": "torch==2.5.1", "paddle": "paddle2onnx==2.1.0", "sklearn": "skl2onnx==1.20.0" if "lightgbm" not in s.recipe else "onnxmltools==1.16.0"}[s.tool]
