@@ -184,6 +184,8 @@ def main() -> None:
     failures = report.gate(rows, cases, args.expected)
     for line in failures:
         print(f"FAIL {line}")
+    failed = {line.split(" ", 1)[0] for line in failures}
+    print(f"corpus: {len(models) - len(failed)} passed, {len(failed)} failed")
     sys.exit(1 if failures else 0)
 
 

@@ -65,10 +65,11 @@ def main() -> None:
     paddle.seed(0)
     cls, spec = RECIPES[name]
     layer = cls()
-    for p in layer.parameters():
+    for sub in layer.sublayers():
         # Non-trivial batch-norm statistics, as a trained network has.
-        if p.name.endswith(("_mean", "_variance")) or "mean" in p.name or "variance" in p.name:
-            p.set_value(paddle.uniform(p.shape, min=0.5, max=1.5))
+        if isinstance(sub, nn.BatchNorm2D):
+            sub._mean.set_value(paddle.uniform(sub._mean.shape, min=-0.5, max=0.5))
+            sub._variance.set_value(paddle.uniform(sub._variance.shape, min=0.5, max=2.0))
     layer.eval()
     with tempfile.TemporaryDirectory() as tmp:
         prefix = str(Path(tmp) / "inference")
