@@ -39,6 +39,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Panics inside backend libraries become errors (lrai_backend::guard); keep their
+    // default message and backtrace off stderr.
+    lrai_backend::guard::install_panic_hook();
     if let Err(err) = lrai_monitor::logging::init(&cli.log) {
         eprintln!("error: {err:#}");
         std::process::exit(1);

@@ -54,6 +54,15 @@ fn probe(kind: BackendKind, source: &ModelSource, args: &BackendArgs) -> Result<
         .map_err(|e| e.to_string())
 }
 
+/// The backend `--backend auto` would run the model on (as `lrai_backend::load_model`
+/// decides): ONNX Runtime when it is here and loads the model, otherwise tract if it does.
+fn auto_choice(backends: &[(BackendKind, Result<u128, String>)]) -> Option<BackendKind> {
+    let loads = |kind| backends.iter().any(|(k, r)| *k == kind && r.is_ok());
+    [BackendKind::OnnxRuntime, BackendKind::Tract]
+        .into_iter()
+        .find(|&k| loads(k))
+}
+
 pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let source = ModelSource::from_path(&args.model)
         .with_context(|| format!("cannot inspect '{}'", args.model.display()))?;
@@ -63,6 +72,7 @@ pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
             .into_iter()
             .map(|k| (k, probe(k, &source, &args.backend)))
             .collect();
+    let auto = auto_choice(&backends);
 
     if args.json {
         let doc = json!({
@@ -81,6 +91,7 @@ pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
                 Ok(ms) => json!({"loads": true, "load_ms": ms}),
                 Err(why) => json!({"loads": false, "error": why}),
             })).collect::<serde_json::Map<_, _>>(),
+            "auto": auto.map_or(serde_json::Value::Null, |k| json!(k.as_str())),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
@@ -135,6 +146,10 @@ pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
             Ok(ms) => println!("    {:<12} loads ({ms} ms)", kind.as_str()),
             Err(why) => println!("    {:<12} cannot load: {why}", kind.as_str()),
         }
+    }
+    match auto {
+        Some(kind) => println!("  --backend auto runs it on {}", kind.as_str()),
+        None => println!("  --backend auto cannot run it here: no backend loads it"),
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use lrai::config::BackendArgs;
-use lrai_backend::{ModelSource, NamedTensors, Session, create_backend};
+use lrai_backend::{ModelSource, NamedTensors, Session, check_inputs_with_warnings, load_model};
 use lrai_core::random::{SplitMix64, random_tensor};
 use lrai_core::{Tensor, format_shape, npy, shape, stats};
 use serde_json::json;
@@ -157,11 +157,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let source = ModelSource::from_path(&args.model)?;
-    let backend = create_backend(&args.backend.backend_config())?;
-    let session = backend.load(&source, &args.backend.session_options())?;
+    let loaded = load_model(
+        &args.backend.backend_config(),
+        &source,
+        &args.backend.session_options(),
+    )?;
+    if let Some(why) = &loaded.fallback {
+        eprintln!("note: {why}");
+    }
+    let session = loaded.session;
     let mut inputs = load_inputs(&args.inputs)?;
     if args.random {
         add_random_inputs(session.as_ref(), args, &mut inputs)?;
+    }
+    // What ONNX Runtime runs but looks wrong (a shared dim that disagrees) is a warning.
+    if let Ok((_, warnings)) =
+        check_inputs_with_warnings(session.model_name(), session.inputs(), &inputs)
+    {
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
     }
     for _ in 0..args.warmup {
         session.run(&inputs)?;

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use lrai_core::{CoreError, DataType, Tensor, TensorSpec, format_shape, shape::match_dims};
 use lrai_onnx::{ModelProto, OnnxError};
 
+pub mod guard;
 mod locate;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
@@ -524,8 +525,9 @@ pub enum BackendError {
 /// Result with [`BackendError`].
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
-/// Checks named inputs against declared specs (names, datatypes, shapes with symbols
-/// bound consistently across inputs) and returns them in declared order.
+/// Checks named inputs against declared specs by ONNX Runtime's rules (names, datatypes,
+/// ranks and fixed sizes; a declared scalar takes any shape; free dims take any size) and
+/// returns them in declared order.
 ///
 /// # Errors
 /// The first problem found, naming the input, what was expected and what came.
@@ -534,6 +536,20 @@ pub fn check_inputs<'a>(
     specs: &[TensorSpec],
     inputs: &'a [(String, Tensor)],
 ) -> Result<Vec<&'a Tensor>> {
+    check_inputs_with_warnings(model, specs, inputs).map(|(ordered, _)| ordered)
+}
+
+/// [`check_inputs`], also returning what ONNX Runtime accepts but looks wrong: a named
+/// symbolic dim (`batch`) with different sizes in different places of one request. The
+/// CLI prints these; the backends run the request, as ONNX Runtime does.
+///
+/// # Errors
+/// As [`check_inputs`].
+pub fn check_inputs_with_warnings<'a>(
+    model: &str,
+    specs: &[TensorSpec],
+    inputs: &'a [(String, Tensor)],
+) -> Result<(Vec<&'a Tensor>, Vec<String>)> {
     let names = || {
         specs
             .iter()
@@ -552,6 +568,7 @@ pub fn check_inputs<'a>(
         });
     }
     let mut bindings = BTreeMap::new();
+    let mut warnings = Vec::new();
     let mut ordered = Vec::with_capacity(specs.len());
     for spec in specs {
         let Some((_, t)) = inputs.iter().find(|(n, _)| *n == spec.name) else {
@@ -570,7 +587,8 @@ pub fn check_inputs<'a>(
             });
         }
         if let Some(dims) = &spec.dims {
-            match_dims(dims, t.shape(), &mut bindings).map_err(|reason| {
+            let mut found = Vec::new();
+            match_dims(dims, t.shape(), &mut bindings, &mut found).map_err(|reason| {
                 BackendError::InputShape {
                     model: model.to_string(),
                     input: spec.name.clone(),
@@ -579,10 +597,18 @@ pub fn check_inputs<'a>(
                     reason,
                 }
             })?;
+            warnings.extend(found.into_iter().map(|reason| {
+                format!(
+                    "input '{}' of model '{model}' (declared {}, got {}): {reason}; running it anyway, as ONNX Runtime does",
+                    spec.name,
+                    spec.dims_text(),
+                    format_shape(t.shape())
+                )
+            }));
         }
         ordered.push(t);
     }
-    Ok(ordered)
+    Ok((ordered, warnings))
 }
 
 /// Where to look for ONNX Runtime, and which backend was asked for.
@@ -616,6 +642,62 @@ pub fn create_backend(config: &BackendConfig) -> Result<Arc<dyn Backend>> {
                 create_kind(BackendKind::Tract, config)
             }
         },
+    }
+}
+
+/// A session and, when `auto` had to fall back, why.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The loaded session.
+    pub session: Arc<dyn Session>,
+    /// Set when `auto`'s first choice could not load the model and the other backend did.
+    pub fallback: Option<String>,
+}
+
+/// Loads `source` on the backend `config` asks for. With `auto`, the first choice is
+/// ONNX Runtime when its library is found; when that backend can't load this model and
+/// the other one can, the other one runs it and [`Loaded::fallback`] says why.
+///
+/// # Errors
+/// As [`create_backend`] and [`Backend::load`]; with `auto`, the first choice's error
+/// when neither backend loads the model.
+pub fn load_model(
+    config: &BackendConfig,
+    source: &ModelSource,
+    options: &SessionOptions,
+) -> Result<Loaded> {
+    let first = create_backend(config)?;
+    let first_error = match first.load(source, options) {
+        Ok(session) => {
+            return Ok(Loaded {
+                session,
+                fallback: None,
+            });
+        }
+        Err(e) if config.choice == BackendChoice::Auto => e,
+        Err(e) => return Err(e),
+    };
+    let other = match first.kind() {
+        BackendKind::Tract => BackendKind::OnnxRuntime,
+        BackendKind::OnnxRuntime => BackendKind::Tract,
+    };
+    let Ok(second) = create_kind(other, config) else {
+        return Err(first_error);
+    };
+    match second.load(source, options) {
+        Ok(session) => {
+            let why = format!(
+                "auto: {} cannot load model '{}' ({first_error}); running it on {other}",
+                first.kind(),
+                source.name()
+            );
+            tracing::warn!(model = %source.name(), backend = %other, "{why}");
+            Ok(Loaded {
+                session,
+                fallback: Some(why),
+            })
+        }
+        Err(_) => Err(first_error),
     }
 }
 
@@ -694,11 +776,23 @@ mod tests {
             "input 'mask' of model 'm': expected datatype INT64, got FP32"
         );
 
+        // ONNX Runtime runs a shared symbol that disagrees, so LRAI only warns.
         let inputs = vec![("ids".into(), ids.clone()), ("mask".into(), bad_mask)];
+        let (ordered, warnings) = check_inputs_with_warnings("m", &specs, &inputs).unwrap();
+        assert_eq!(ordered.len(), 2);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("declared [batch,seq], got [2,4]")
+                && warnings[0].contains("'seq') must equal 3"),
+            "{warnings:?}"
+        );
+
+        let rank3 = Tensor::from_vec(vec![2, 3, 1], vec![0i64; 6]).unwrap();
+        let inputs = vec![("ids".into(), ids.clone()), ("mask".into(), rank3)];
         let err = check_inputs("m", &specs, &inputs).unwrap_err();
         assert!(
             err.to_string()
-                .contains("expected shape [batch,seq], got [2,4]"),
+                .contains("expected shape [batch,seq], got [2,3,1]: expected 2 dimensions, got 3"),
             "{err}"
         );
 

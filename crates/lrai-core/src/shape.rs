@@ -139,16 +139,24 @@ impl fmt::Display for ShapeMismatch {
     }
 }
 
-/// Matches `shape` against `dims`, binding symbols in `bindings` (shared across the
-/// inputs of one request so that `batch` agrees everywhere).
+/// Matches `shape` against `dims` by ONNX Runtime's rules: a declared scalar (rank 0)
+/// takes any shape (ONNX Runtime checks nothing there, and Triton clients send scalars as
+/// `[1]`); otherwise the rank and every fixed size must match. Free dims are never an
+/// error: a named symbol (ONNX `dim_param`) is bound in `bindings`, shared across the
+/// inputs of one request, and a value that disagrees with an earlier binding is pushed
+/// onto `warnings` (ONNX Runtime runs such requests, so LRAI does too).
 ///
 /// # Errors
-/// The first mismatch found.
+/// The first rank or fixed-size mismatch found.
 pub fn match_dims(
     dims: &[Dim],
     shape: &[usize],
     bindings: &mut BTreeMap<String, usize>,
+    warnings: &mut Vec<ShapeMismatch>,
 ) -> Result<(), ShapeMismatch> {
+    if dims.is_empty() {
+        return Ok(());
+    }
     if dims.len() != shape.len() {
         return Err(ShapeMismatch::Rank {
             expected: dims.len(),
@@ -165,14 +173,12 @@ pub fn match_dims(
                 });
             }
             Dim::Symbol(name) => match bindings.get(name) {
-                Some(&bound) if bound != got => {
-                    return Err(ShapeMismatch::Symbol {
-                        axis,
-                        symbol: name.clone(),
-                        bound,
-                        got,
-                    });
-                }
+                Some(&bound) if bound != got => warnings.push(ShapeMismatch::Symbol {
+                    axis,
+                    symbol: name.clone(),
+                    bound,
+                    got,
+                }),
                 Some(_) => {}
                 None => {
                     bindings.insert(name.clone(), got);
@@ -205,33 +211,55 @@ mod tests {
     }
 
     #[test]
-    fn binds_symbols_across_inputs() {
+    fn warns_when_a_shared_symbol_disagrees() {
         let mut b = BTreeMap::new();
-        match_dims(&[sym("batch"), Dim::Fixed(64)], &[4, 64], &mut b).unwrap();
-        let err = match_dims(&[sym("batch"), sym("seq")], &[3, 7], &mut b).unwrap_err();
+        let mut w = Vec::new();
+        match_dims(&[sym("batch"), Dim::Fixed(64)], &[4, 64], &mut b, &mut w).unwrap();
+        match_dims(&[sym("batch"), sym("seq")], &[3, 7], &mut b, &mut w).unwrap();
         assert_eq!(
-            err,
-            ShapeMismatch::Symbol {
+            w,
+            vec![ShapeMismatch::Symbol {
                 axis: 0,
                 symbol: "batch".into(),
                 bound: 4,
                 got: 3
-            }
+            }]
         );
     }
 
     #[test]
     fn rejects_wrong_rank_and_fixed_dim() {
         let mut b = BTreeMap::new();
+        let mut w = Vec::new();
         assert!(matches!(
-            match_dims(&[Dim::Fixed(2)], &[2, 2], &mut b),
+            match_dims(&[Dim::Fixed(2)], &[2, 2], &mut b, &mut w),
             Err(ShapeMismatch::Rank {
                 expected: 1,
                 got: 2
             })
         ));
-        let e = match_dims(&[Dim::Any, Dim::Fixed(64)], &[1, 63], &mut b).unwrap_err();
+        let e = match_dims(&[Dim::Any, Dim::Fixed(64)], &[1, 63], &mut b, &mut w).unwrap_err();
         assert_eq!(e.to_string(), "dimension 1 must be 64, got 63");
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_declared_scalar_takes_any_shape_as_onnx_runtime_does() {
+        let mut b = BTreeMap::new();
+        let mut w = Vec::new();
+        for shape in [&[][..], &[1], &[1, 1], &[3]] {
+            match_dims(&[], shape, &mut b, &mut w).unwrap();
+        }
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn unnamed_dims_are_independent() {
+        let mut b = BTreeMap::new();
+        let mut w = Vec::new();
+        let dims = [Dim::Any, Dim::Fixed(3), Dim::Any, Dim::Any];
+        match_dims(&dims, &[1, 3, 48, 192], &mut b, &mut w).unwrap();
+        assert!(w.is_empty() && b.is_empty());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! and a [`ModelSummary`] for `lrai inspect`.
 //!
 //! This crate never runs a model (that is `lrai-backend`) and never rewrites one ad hoc:
-//! rewrites (quantizer, splitter) will be built as patches over these types.
+//! rewrites are [`GraphPatch`]es ([`patch`]), checked after they are applied; [`simplify`]
+//! holds the rewrites that let tract run graphs it would otherwise get wrong.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +21,12 @@ pub mod pb {
 }
 
 pub use pb::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+
+pub mod patch;
+pub mod simplify;
+pub mod specialize;
+
+pub use patch::{GraphError, GraphPatch, check_graph};
 
 /// Errors reading, writing or interpreting ONNX models.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +89,11 @@ pub fn decode_model(name: &str, bytes: &[u8]) -> Result<ModelProto> {
 pub fn load_model(path: &Path) -> Result<ModelProto> {
     let bytes = fs_err::read(path)?;
     decode_model(&path.display().to_string(), &bytes)
+}
+
+/// Encodes a model as protobuf bytes.
+pub fn encode_model(model: &ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
 }
 
 /// Encodes and writes a model file.
@@ -183,7 +195,11 @@ impl IoInfo {
                     use pb::tensor_shape_proto::dimension::Value as D;
                     match &d.value {
                         Some(D::DimValue(v)) => usize::try_from(*v).map_or(Dim::Any, Dim::Fixed),
-                        Some(D::DimParam(p)) if !p.is_empty() => Dim::Symbol(p.clone()),
+                        // Paddle writes `?` for every free dim: a placeholder, not one shared
+                        // name, so it (like an empty name) ties nothing together.
+                        Some(D::DimParam(p)) if !matches!(p.trim(), "" | "?" | "-1") => {
+                            Dim::Symbol(p.clone())
+                        }
                         _ => Dim::Any,
                     }
                 })

@@ -21,6 +21,8 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session as OrtSession, SessionInputValue};
 use ort::value::{DynValue, Tensor as OTensor, TensorElementType, TensorRef, ValueType};
 
+mod strings;
+
 use crate::{
     Backend, BackendError, BackendKind, ExecutionProvider, ModelSource, NamedTensors,
     OptimizationLevel, Result, Session, SessionOptions, check_inputs,
@@ -257,15 +259,15 @@ impl std::fmt::Debug for OrtSessionImpl {
 fn to_ort(t: &LTensor) -> ort::Result<SessionInputValue<'_>> {
     let shape = t.shape().to_vec();
     Ok(match t.dtype() {
-        DataType::Bool => OTensor::from_array((shape, t.to_bools().unwrap_or_default()))?.into(),
+        DataType::Bool => {
+            let bools = t.to_bools().map_err(|e| ort::Error::new(e.to_string()))?;
+            OTensor::from_array((shape, bools))?.into()
+        }
         DataType::Bytes => {
-            let strings: Vec<String> = t
+            let elements = t
                 .byte_strings()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .collect();
-            OTensor::from_string_array((shape, strings.as_slice()))?.into()
+                .map_err(|e| ort::Error::new(e.to_string()))?;
+            strings::string_tensor(&shape, &elements)?.into()
         }
         other => lrai_core::dispatch_element!(other,
             T => match t.as_slice::<T>() {
@@ -279,7 +281,12 @@ fn to_ort(t: &LTensor) -> ort::Result<SessionInputValue<'_>> {
 }
 
 fn from_ort(value: &DynValue, spec: &TensorSpec) -> std::result::Result<LTensor, String> {
-    let ValueType::Tensor { ty, .. } = value.dtype() else {
+    let ValueType::Tensor {
+        ty,
+        shape: declared,
+        ..
+    } = value.dtype()
+    else {
         return Err(format!(
             "output '{}' is not a tensor ({:?}); LRAI returns tensors only",
             spec.name,
@@ -316,8 +323,10 @@ fn from_ort(value: &DynValue, spec: &TensorSpec) -> std::result::Result<LTensor,
         TensorElementType::Float32 => pod!(f32),
         TensorElementType::Float64 => pod!(f64),
         TensorElementType::String => {
-            let (shape, data) = value.try_extract_strings().map_err(|e| e.to_string())?;
-            LTensor::from_byte_strings(to_shape(shape), &data).map_err(|e| e.to_string())?
+            let shape = to_shape(declared);
+            let count = lrai_core::shape::element_count(&shape).unwrap_or(0);
+            let data = strings::string_elements(value, count).map_err(|e| e.to_string())?;
+            LTensor::from_byte_strings(shape, &data).map_err(|e| e.to_string())?
         }
         other => {
             return Err(format!(
