@@ -33,6 +33,9 @@ step "Triton-compatibility suite (tritonclient) and perf_analyzer smoke"
 cargo build --release --locked -j "$JOBS"
 ./scripts/conformance/run.sh "$VENV"
 
+step "compatibility corpus, small models (third-party ONNX models on onnxruntime, tract, auto)"
+PYTHON="$VENV/bin/python" ./scripts/corpus/ci.sh
+
 step "each backend feature alone"
 cargo check -p lrai-backend --no-default-features --features tract --locked --release -j "$JOBS"
 cargo check -p lrai-backend --no-default-features --features onnxruntime --locked --release -j "$JOBS"
