@@ -125,16 +125,20 @@ def scan_state():
     return m, {"a": {"s0": rnd(4), "xs": rnd(6, 4)}, "b": {"s0": rnd(4) * 3, "xs": rnd(2, 4)}}
 
 
-def loop_state():
-    """Loop with a trip count input and a carried vector: v = 0.9 v + x, emitting each v."""
+def loop_state(reads_index=True):
+    """Loop with a trip count input and a carried vector: v = 0.9 v + x (+ 0.1 i), emitting each v."""
+    index_nodes = [helper.make_node("Cast", ["i"], ["i_f"], to=T.FLOAT),
+                   helper.make_node("Mul", ["i_f", "tenth"], ["i_t"]),
+                   helper.make_node("Add", ["v_kx", "i_t"], ["v_out"])] if reads_index else [
+                   helper.make_node("Identity", ["v_kx"], ["v_out"])]
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
          helper.make_node("Mul", ["v_in", "k"], ["v_k"]),
-         helper.make_node("Add", ["v_k", "x"], ["v_out"]),
-         helper.make_node("Identity", ["v_out"], ["v_scan"])],
+         helper.make_node("Add", ["v_k", "x"], ["v_kx"])] + index_nodes +
+        [helper.make_node("Identity", ["v_out"], ["v_scan"])],
         "body", [vi("i", T.INT64, []), vi("cond_in", T.BOOL, []), vi("v_in", T.FLOAT, [3])],
         [vi("cond_out", T.BOOL, []), vi("v_out", T.FLOAT, [3]), vi("v_scan", T.FLOAT, [3])],
-        [init("k", np.array([0.9], np.float32))])
+        [init("k", np.array([0.9], np.float32)), init("tenth", np.array([0.1], np.float32))])
     node = helper.make_node("Loop", ["trips", "", "v0"], ["v_final", "vs"], body=body, name="loop_0")
     m = model([node], [vi("trips", T.INT64, []), vi("v0", T.FLOAT, [3]), vi("x", T.FLOAT, [3])],
               [vi("v_final", T.FLOAT, [3]), vi("vs", T.FLOAT, ["trips_out", 3])], opset=16)
@@ -315,6 +319,23 @@ def if_squeeze(opset):
     return m, {"a": {"x": rnd(1, 512)}, "b": {"x": rnd(1, 256)}}
 
 
+def if_on_value():
+    """silero VAD's pattern: a scalar input's value picks a branch, and the branches give
+    different ranks ([n] vs [1, n]), which tract only takes once the value is known."""
+    then_g = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["t"])], "then", [],
+                               [vi("t", T.FLOAT, None)])
+    else_g = helper.make_graph([helper.make_node("Unsqueeze", ["x", "ax"], ["e"])], "else", [],
+                               [vi("e", T.FLOAT, None)])
+    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16"]),
+             helper.make_node("If", ["is16"], ["y"], then_branch=then_g, else_branch=else_g)]
+    inits = [init("k16", np.array(16000, np.int64)), init("two", np.array([2.0], np.float32)),
+             init("ax", np.array([0], np.int64))]
+    m = model(nodes, [vi("x", T.FLOAT, ["n"]), vi("sr", T.INT64, [])], [vi("y", T.FLOAT, ["?"])], opset=15,
+              inits=inits)
+    return m, {"a16k": {"x": rnd(5), "sr": np.array(16000, np.int64)},
+               "b8k": {"x": rnd(3), "sr": np.array(8000, np.int64)}}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     recurrent_about = "state passed in and out as tensors: same inputs, same outputs, every run"
@@ -323,6 +344,7 @@ def main():
     write_case("rnn_state", *recurrent("RNN", 1), recurrent_about)
     write_case("scan_state", *scan_state(), recurrent_about)
     write_case("loop_state", *loop_state(), recurrent_about)
+    write_case("loop_no_index", *loop_state(reads_index=False), recurrent_about + " (body ignores the index)")
     write_case("dtypes_identity", *dtypes_identity(), "every dtype through Identity, full-range values")
     write_case("noop_casts", *noop_casts(), "Cast to the same type keeps every bit (INT64 beyond 2^32)")
     d = OUT / "bf16_identity"
@@ -344,6 +366,7 @@ def main():
     write_case("shared_symbol_mismatch", *shared_symbol_mismatch(), "a shared dim_param that disagrees: warn, run")
     write_case("scalar_input", *scalar_input(), "a scalar input accepts a one-element [1] tensor")
     write_case("squeeze_no_axes", *squeeze_no_axes(), "opset 11 Squeeze without axes")
+    write_case("if_on_value", *if_on_value(), "a scalar input's value picks the If branch (silero's sr)")
     for opset in (15, 18):
         write_case(f"if_squeeze_op{opset}", *if_squeeze(opset), "If with Squeeze branches, shape-derived condition")
     print(f"fixtures written to {OUT.relative_to(ROOT)}")

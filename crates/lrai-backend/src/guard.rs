@@ -58,12 +58,14 @@ pub fn contain<T>(
     let outcome = catch_unwind(AssertUnwindSafe(f));
     CONTAINED.with(|c| c.set(c.get().saturating_sub(1)));
     outcome.unwrap_or_else(|payload| {
+        // The source location goes to the log, not into the error: errors reach clients,
+        // and a path on the build machine tells them nothing they can use.
         let location = LOCATION.with(|l| l.borrow_mut().take());
+        tracing::warn!(model, %backend, location = location.as_deref().unwrap_or("unknown"), "contained a panic in the backend library");
         let detail = format!(
-            "{backend} panicked while {} the model: {}{}; LRAI contained it (a defect of the {backend} library on this model{})",
+            "{backend} panicked while {} the model: {}; LRAI contained it (a defect of the {backend} library on this model{})",
             stage.verb(),
             panic_message(payload.as_ref()),
-            location.map(|l| format!(" (at {l})")).unwrap_or_default(),
             match backend {
                 BackendKind::Tract => ", try --backend onnxruntime",
                 BackendKind::OnnxRuntime => "",

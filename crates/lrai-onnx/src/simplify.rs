@@ -6,10 +6,14 @@
 //!   QuantizeLinear` into a 256-entry lookup table when everything between looks
 //!   element-wise from its axes, which `Softmax` does: the table applies softmax to the
 //!   256 possible values instead of along the axis, and every output saturates (issue
-//!   14; reproducer `scripts/tract-repro/qdq_softmax.py`). Writing such a
+//!   14; reproducer: `scripts/tract-repro/make.py`, case `qdq_softmax`). Writing such a
 //!   `DequantizeLinear` as its arithmetic, `(Cast(x) − Cast(zero_point)) × scale`, gives
 //!   the same values (ONNX Runtime computes `(x − zp) × scale` too, and every 8-bit
 //!   difference is exact in f32) and leaves tract nothing to fuse.
+//! - **`ai.onnx.ml.Scaler` as arithmetic.** `Y = (X − offset) × scale` in f32, which is
+//!   what ONNX Runtime computes; tract has no `Scaler` (scikit-learn's `StandardScaler`).
+//! - **`Loop` as `Scan`.** tract has no `Loop`; a counted loop that never stops early (a
+//!   PyTorch `for`) is a `Scan` over `Range(0, M)` ([`crate::loops`]).
 
 use std::collections::HashMap;
 
@@ -82,8 +86,12 @@ pub fn prepare_for_tract(model: &ModelProto) -> Result<Option<Prepared>, GraphEr
     let mut graph = graph.clone();
     let mut notes = Vec::new();
     let limit = graph.node.len() + 1;
+    let opset = default_opset(model);
     for _ in 0..limit {
-        let Some((patch, note)) = dequantize_before_non_element_wise(&graph) else {
+        let found = dequantize_before_non_element_wise(&graph)
+            .or_else(|| crate::loops::loop_as_scan(&graph, opset))
+            .or_else(|| scaler_as_arithmetic(&graph));
+        let Some((patch, note)) = found else {
             break;
         };
         patch.apply(&mut graph)?;
@@ -95,6 +103,15 @@ pub fn prepare_for_tract(model: &ModelProto) -> Result<Option<Prepared>, GraphEr
     let mut model = model.clone();
     model.graph = Some(graph);
     Ok(Some(Prepared { model, notes }))
+}
+
+fn default_opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain.as_deref(), None | Some("" | "ai.onnx")))
+        .and_then(|o| o.version)
+        .unwrap_or(0)
 }
 
 /// How many places read each tensor: node inputs, subgraph captures and graph outputs.
@@ -237,6 +254,77 @@ fn arithmetic_dequantize(graph: &GraphProto, index: usize, node: &NodeProto) -> 
     let mut patch = GraphPatch::new();
     patch.replace_node(index, nodes);
     Some(patch)
+}
+
+/// `Y = Scaler(X)` as `Mul(Sub(Cast(X, FLOAT), offset), scale)`.
+fn scaler_as_arithmetic(graph: &GraphProto) -> Option<(GraphPatch, String)> {
+    graph.node.iter().enumerate().find_map(|(index, node)| {
+        let is_scaler = node.op_type.as_deref() == Some("Scaler")
+            && node.domain.as_deref() == Some("ai.onnx.ml");
+        if !is_scaler {
+            return None;
+        }
+        let floats = |name: &str| {
+            node.attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some(name))
+                .map_or_else(Vec::new, |a| a.floats.clone())
+        };
+        let (offset, scale) = (floats("offset"), floats("scale"));
+        let (x, y) = (node.input.first()?, node.output.first()?);
+        let base = format!("{}/lrai_scaler", label(node));
+        let float = tensor_proto::DataType::Float as i32;
+        let vector = |name: String, values: Vec<f32>| crate::pb::TensorProto {
+            name: Some(name),
+            data_type: Some(float),
+            dims: vec![i64::try_from(values.len()).unwrap_or(0)],
+            float_data: values,
+            ..crate::pb::TensorProto::default()
+        };
+        let (offset_name, scale_name) = (format!("{base}/offset"), format!("{base}/scale"));
+        let (x_float, centred) = (format!("{base}/x"), format!("{base}/centred"));
+        let nodes = vec![
+            make(
+                &format!("{base}/cast"),
+                "Cast",
+                &[x],
+                &x_float,
+                vec![int_attr("to", i64::from(float))],
+            ),
+            make(
+                &format!("{base}/sub"),
+                "Sub",
+                &[&x_float, &offset_name],
+                &centred,
+                vec![],
+            ),
+            make(
+                &format!("{base}/mul"),
+                "Mul",
+                &[&centred, &scale_name],
+                y,
+                vec![],
+            ),
+        ];
+        let mut patch = GraphPatch::new();
+        patch
+            .add_initializer(vector(
+                offset_name,
+                if offset.is_empty() { vec![0.0] } else { offset },
+            ))
+            .add_initializer(vector(
+                scale_name,
+                if scale.is_empty() { vec![1.0] } else { scale },
+            ))
+            .replace_node(index, nodes);
+        Some((
+            patch,
+            format!(
+                "Scaler '{}' written as Cast/Sub/Mul (tract has no ai.onnx.ml.Scaler)",
+                label(node)
+            ),
+        ))
+    })
 }
 
 fn make(

@@ -76,17 +76,13 @@ fn has_attr(node: &NodeProto, name: &str) -> bool {
         .any(|a| a.name.as_deref() == Some(name))
 }
 
-/// The questions of the main graph, in node order. An `If` whose condition is an
-/// initializer needs no question (engines fold it), nor does a `Squeeze` with axes.
+/// The questions of the main graph, in node order: every `If` (even one on a constant:
+/// tract refuses branches with different shapes before it folds anything), and every
+/// axes-less `Squeeze` of opset < 13.
 pub fn questions(model: &ModelProto) -> Vec<Question> {
     let Some(graph) = model.graph.as_ref() else {
         return Vec::new();
     };
-    let initializers: HashSet<&str> = graph
-        .initializer
-        .iter()
-        .filter_map(|t| t.name.as_deref())
-        .collect();
     let old_squeeze = default_opset(model) < 13;
     graph
         .node
@@ -94,7 +90,7 @@ pub fn questions(model: &ModelProto) -> Vec<Question> {
         .filter_map(|node| {
             let output = node.output.first()?.clone();
             let input = node.input.first()?.clone();
-            if is_op(node, "If") && !initializers.contains(input.as_str()) {
+            if is_op(node, "If") {
                 Some(Question::Branch {
                     node_output: output,
                     condition: input,
@@ -109,6 +105,112 @@ pub fn questions(model: &ModelProto) -> Vec<Question> {
             }
         })
         .collect()
+}
+
+/// The graph inputs whose *value* decides an `If` (its condition) or a `Loop` (its trip
+/// count), anywhere in the model, subgraphs included: silero VAD picks its 8 kHz or
+/// 16 kHz branch from the scalar input `sr`. A plan specialised to their values (see
+/// [`pin_values`]) lets the engine fold the decision. Only integer and bool scalars
+/// qualify (declared rank 0, or every dim 1): a plan per value stays cheap.
+pub fn decisive_inputs(model: &ModelProto) -> Vec<String> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    let needed = outer_reads(graph, &decisions(graph));
+    crate::graph_inputs(graph)
+        .into_iter()
+        .filter(|io| needed.contains(io.name.as_str()) && is_small_int_scalar(io))
+        .map(|io| io.name)
+        .collect()
+}
+
+fn is_small_int_scalar(io: &crate::IoInfo) -> bool {
+    use crate::pb::tensor_proto::DataType as D;
+    let int = [
+        D::Bool,
+        D::Int8,
+        D::Int16,
+        D::Int32,
+        D::Int64,
+        D::Uint8,
+        D::Uint16,
+        D::Uint32,
+        D::Uint64,
+    ]
+    .iter()
+    .any(|&d| d as i32 == io.elem_type);
+    let scalar = io
+        .dims
+        .as_deref()
+        .is_some_and(|d| d.iter().all(|d| d.fixed() == Some(1)));
+    int && scalar
+}
+
+/// The tensors that decide control flow in `graph`: `If` conditions and `Loop` trip
+/// counts, plus the outer tensors its subgraphs' own decisions read.
+fn decisions(graph: &GraphProto) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for node in &graph.node {
+        if (is_op(node, "If") || is_op(node, "Loop"))
+            && let Some(first) = node.input.first().filter(|s| !s.is_empty())
+        {
+            out.insert(first.clone());
+        }
+        for sub in subgraphs(node) {
+            out.extend(outer_reads(sub, &decisions(sub)));
+        }
+    }
+    out
+}
+
+/// The names `targets` depend on in `graph` that `graph` doesn't define itself (its
+/// inputs count as undefined here, so the main graph's inputs come out).
+fn outer_reads(graph: &GraphProto, targets: &HashSet<String>) -> HashSet<String> {
+    let mut needed: HashSet<String> = targets.clone();
+    for node in graph.node.iter().rev() {
+        if node.output.iter().any(|o| needed.contains(o)) {
+            needed.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
+            for sub in subgraphs(node) {
+                let all: HashSet<String> = sub
+                    .node
+                    .iter()
+                    .flat_map(|n| n.input.iter().cloned())
+                    .collect();
+                needed.extend(outer_reads(sub, &all));
+            }
+        }
+    }
+    let defined: HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.initializer.iter().filter_map(|t| t.name.as_deref()))
+        .collect();
+    needed.retain(|n| !defined.contains(n.as_str()));
+    needed
+}
+
+/// Makes every reader of input `name` read `value` instead (an initializer named
+/// `<name>/lrai_pinned`); the input itself stays, unread, so callers feed the same
+/// inputs as before.
+///
+/// # Errors
+/// [`GraphError`] when the rewrite would break the graph (the model is then unchanged).
+pub fn pin_values(
+    model: &mut ModelProto,
+    values: &[(String, crate::TensorProto)],
+) -> Result<(), GraphError> {
+    let Some(graph) = model.graph.as_mut() else {
+        return Ok(());
+    };
+    let mut patch = GraphPatch::new();
+    for (name, value) in values {
+        let pinned = format!("{name}/lrai_pinned");
+        let mut value = value.clone();
+        value.name = Some(pinned.clone());
+        patch.add_initializer(value).rewire(name, &pinned);
+    }
+    patch.apply(graph)
 }
 
 /// The nodes `targets` depend on (indices, in order).

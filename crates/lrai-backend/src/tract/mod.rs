@@ -29,6 +29,7 @@ use crate::{Backend, BackendError, BackendKind, ModelSource, Result, Session, Se
 
 mod cache;
 mod convert;
+mod gaps;
 mod session;
 mod specialize;
 
@@ -88,6 +89,15 @@ impl TractBackend {
             .and_then(|d| d.to_str())
             .map(str::to_string);
         let model = prepared.as_ref().map_or(source.proto(), |p| &p.model);
+        // Checked after the rewrites, which replace some ops tract lacks (`Loop`).
+        if let Some((op, node)) = self.unsupported_op(model) {
+            return Err(BackendError::UnsupportedOperator {
+                model: name.to_string(),
+                backend: BackendKind::Tract,
+                op,
+                node,
+            });
+        }
         let specializer = Specializer::for_model(&self.onnx, model, dir.clone());
         if let Some(prepared) = &prepared {
             for note in &prepared.notes {
@@ -137,60 +147,22 @@ impl TractBackend {
         Ok(parsed.model)
     }
 
-    /// The first node whose operator tract does not implement, as (op, node).
-    fn unsupported_op(&self, source: &ModelSource) -> Option<(String, String)> {
-        let graph = source.proto().graph.as_ref()?;
+    /// The first node tract does not implement or would get wrong ([`gaps`]), as
+    /// (what, node).
+    fn unsupported_op(&self, model: &lrai_onnx::ModelProto) -> Option<(String, String)> {
+        let graph = model.graph.as_ref()?;
+        let known = |op: &str| self.onnx.op_register.0.contains_key(op);
         lrai_onnx::all_nodes(graph).into_iter().find_map(|n| {
-            let op = n.op_type.clone().unwrap_or_default();
-            let op = match known_gap(n) {
-                Some(gap) => gap,
-                None if self.onnx.op_register.0.contains_key(&op) => return None,
-                None => op,
-            };
+            let why = gaps::refusal(n, known)?;
             let node = n
                 .name
                 .clone()
                 .filter(|s| !s.is_empty())
                 .or_else(|| n.output.first().cloned())
                 .unwrap_or_default();
-            let op = match n.domain.as_deref() {
-                None | Some("" | "ai.onnx") => op,
-                Some(d) => format!("{d}.{op}"),
-            };
-            Some((op, node))
+            Some((why, node))
         })
     }
-}
-
-/// An operator tract parses but would compute wrongly with these attributes: tract's
-/// `RNN` always applies Tanh, whatever `activations` says (a PyTorch `nn.RNN` with
-/// `nonlinearity='relu'` gave wrong answers from the first run).
-fn known_gap(node: &lrai_onnx::NodeProto) -> Option<String> {
-    if node.op_type.as_deref() != Some("RNN") {
-        return None;
-    }
-    let activations: Vec<String> = node
-        .attribute
-        .iter()
-        .filter(|a| a.name.as_deref() == Some("activations"))
-        .flat_map(|a| {
-            a.strings
-                .iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-        })
-        .collect();
-    let non_default = activations.iter().any(|a| !a.eq_ignore_ascii_case("tanh"));
-    let clipped = node
-        .attribute
-        .iter()
-        .any(|a| a.name.as_deref() == Some("clip"));
-    (non_default || clipped).then(|| {
-        format!(
-            "RNN with activations [{}]{} (tract implements Tanh without clip only)",
-            activations.join(", "),
-            if clipped { " and clip" } else { "" }
-        )
-    })
 }
 
 fn load_err(model: &str, e: impl std::fmt::Display) -> BackendError {
@@ -236,14 +208,6 @@ impl Backend for TractBackend {
     fn load(&self, source: &ModelSource, options: &SessionOptions) -> Result<Arc<dyn Session>> {
         let name = source.name().to_string();
         let (inputs, outputs) = source.io_specs()?;
-        if let Some((op, node)) = self.unsupported_op(source) {
-            return Err(BackendError::UnsupportedOperator {
-                model: name,
-                backend: BackendKind::Tract,
-                op,
-                node,
-            });
-        }
         for spec in inputs.iter().chain(&outputs) {
             if datum_type(spec.dtype).is_none() {
                 return Err(BackendError::UnsupportedDataType {

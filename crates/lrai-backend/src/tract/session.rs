@@ -53,11 +53,20 @@ impl TractSession {
                 .as_deref()
                 .is_none_or(|d| d.iter().any(|d| d.fixed().is_none()))
         });
-        let shapes: Vec<Vec<usize>> = self
+        let zeros: Vec<LTensor> = self
             .inputs
             .iter()
-            .map(|s| concretize(s.dims.as_deref().unwrap_or(&[]), &BTreeMap::new(), 1))
-            .collect();
+            .map(|s| {
+                let shape = concretize(s.dims.as_deref().unwrap_or(&[]), &BTreeMap::new(), 1);
+                LTensor::zeros(s.dtype, shape)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let invented = invented
+            || self
+                .specializer
+                .as_ref()
+                .is_some_and(|sp| !sp.pinned.is_empty());
+        let shapes = self.plan_key(&zeros.iter().collect::<Vec<_>>());
         match self.plan_for(&shapes) {
             Ok(_) => Ok(()),
             Err(e) if invented => {
@@ -199,8 +208,27 @@ impl TractSession {
         Ok(plan)
     }
 
+    /// The plan cache key of a request: its input shapes, then the bytes of each input
+    /// whose value the plan is specialised to ([`Specializer::pinned`]).
+    fn plan_key(&self, inputs: &[&LTensor]) -> Vec<Vec<usize>> {
+        let mut key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        if let Some(sp) = &self.specializer {
+            for name in &sp.pinned {
+                let bytes = self
+                    .inputs
+                    .iter()
+                    .position(|s| &s.name == name)
+                    .and_then(|i| inputs.get(i))
+                    .map(|t| t.data().iter().map(|&b| usize::from(b)).collect())
+                    .unwrap_or_default();
+                key.push(bytes);
+            }
+        }
+        key
+    }
+
     fn run_once(&self, inputs: &[&LTensor]) -> Result<Vec<LTensor>> {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let shapes = self.plan_key(inputs);
         let plan = self.plan_for(&shapes)?;
         let values: TVec<TValue> = inputs
             .iter()

@@ -6,7 +6,9 @@
 
 use lrai_core::TensorSpec;
 use lrai_onnx::ModelProto;
-use lrai_onnx::specialize::{Answer, Question, answer, askable, probe, questions};
+use lrai_onnx::specialize::{
+    Answer, Question, answer, askable, decisive_inputs, pin_values, probe, questions,
+};
 use tract_onnx::prelude::{
     Framework, InferenceFact, InferenceModel, InferenceModelExt, TDim, TractResult,
 };
@@ -24,29 +26,37 @@ pub(super) struct Specializer {
     pub(super) model: ModelProto,
     /// The model's directory, for external data.
     pub(super) dir: Option<String>,
+    /// Inputs whose value decides control flow: each plan is built for their values, which
+    /// are part of its cache key.
+    pub(super) pinned: Vec<String>,
 }
 
 impl Specializer {
-    /// A specializer when `model` has questions, else `None`.
+    /// A specializer when `model` has questions or decisive inputs, else `None`.
     pub(super) fn for_model(
         onnx: &tract_onnx::Onnx,
         model: &ModelProto,
         dir: Option<String>,
     ) -> Option<Specializer> {
-        (!questions(model).is_empty()).then(|| Specializer {
+        let pinned = decisive_inputs(model);
+        (!questions(model).is_empty() || !pinned.is_empty()).then(|| Specializer {
             onnx: onnx.clone(),
             model: model.clone(),
             dir,
+            pinned,
         })
     }
 
-    /// tract's inference model for these concrete input shapes.
+    /// tract's inference model for a plan key: the input shapes, then the bytes of each
+    /// pinned input (`TractSession::plan_key`).
     pub(super) fn model_for(
         &self,
         inputs: &[TensorSpec],
-        shapes: &[Vec<usize>],
+        key: &[Vec<usize>],
     ) -> TractResult<InferenceModel> {
+        let (shapes, values) = key.split_at(inputs.len().min(key.len()));
         let mut model = self.model.clone();
+        pin_values(&mut model, &self.pinned_tensors(inputs, shapes, values))?;
         for _ in 0..ROUNDS {
             let open = questions(&model);
             let now = askable(&model, &open);
@@ -66,6 +76,38 @@ impl Specializer {
             }
         }
         self.parse(&model)
+    }
+
+    /// The pinned inputs' values as ONNX tensors.
+    fn pinned_tensors(
+        &self,
+        inputs: &[TensorSpec],
+        shapes: &[Vec<usize>],
+        values: &[Vec<usize>],
+    ) -> Vec<(String, lrai_onnx::TensorProto)> {
+        self.pinned
+            .iter()
+            .zip(values)
+            .filter_map(|(name, bytes)| {
+                let i = inputs.iter().position(|s| &s.name == name)?;
+                let dims = shapes
+                    .get(i)?
+                    .iter()
+                    .map(|&d| i64::try_from(d).ok())
+                    .collect::<Option<Vec<_>>>()?;
+                let raw = bytes
+                    .iter()
+                    .map(|&b| u8::try_from(b).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                let tensor = lrai_onnx::TensorProto {
+                    data_type: Some(lrai_onnx::dtype_to_onnx(inputs[i].dtype)),
+                    dims,
+                    raw_data: Some(raw.into()),
+                    ..lrai_onnx::TensorProto::default()
+                };
+                Some((name.clone(), tensor))
+            })
+            .collect()
     }
 
     fn parse(&self, model: &ModelProto) -> TractResult<InferenceModel> {
