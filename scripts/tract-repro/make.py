@@ -24,18 +24,36 @@ from onnx import helper, numpy_helper
 
 RNG = np.random.default_rng(2014)
 CASES: dict[str, tuple[onnx.ModelProto, dict[str, np.ndarray], str]] = {}
+# Cases where tract ignores an attribute: the same model without it, written as NAME.ref.onnx,
+# which run.sh runs on ONNX Runtime to show tract computes exactly that.
+REFS: dict[str, onnx.ModelProto] = {}
 
 
-def case(name: str, what: str):
-    """Registers a function returning (model, inputs) as case `name`."""
+def case(name: str, what: str, ignored: str | None = None):
+    """Registers a function returning (model, inputs) as case `name`; `ignored` names the
+    attribute tract ignores, for the NAME.ref.onnx written without it."""
 
     def register(build):
         model, inputs = build()
         onnx.checker.check_model(model, full_check=True)
         CASES[name] = (model, inputs, what)
+        if ignored:
+            REFS[name] = without(model, ignored)
         return build
 
     return register
+
+
+def without(model: onnx.ModelProto, attribute: str) -> onnx.ModelProto:
+    """A copy of a one-node model without `attribute` on its node."""
+    ref = onnx.ModelProto()
+    ref.CopyFrom(model)
+    node = ref.graph.node[0]
+    kept = [a for a in node.attribute if a.name != attribute]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    onnx.checker.check_model(ref, full_check=True)
+    return ref
 
 
 def named(nodes):
@@ -131,48 +149,57 @@ def gru_state():
 # --- recurrent attributes tract ignores --------------------------------------------------
 
 
-@case("rnn_relu", "RNN activations=[Relu] computed with Tanh")
+@case("rnn_relu", "RNN activations=[Relu] computed with Tanh",
+      ignored="activations")
 def rnn_relu():
     return recurrent("RNN", 1, activations=["Relu"])
 
 
-@case("gru_hardsigmoid", "GRU activations=[HardSigmoid, Tanh] computed with [Sigmoid, Tanh]")
+@case("gru_hardsigmoid", "GRU activations=[HardSigmoid, Tanh] computed with [Sigmoid, Tanh]",
+      ignored="activations")
 def gru_hardsigmoid():
     return recurrent("GRU", 3, activations=["HardSigmoid", "Tanh"])
 
 
-@case("lstm_hardsigmoid", "LSTM activations=[HardSigmoid, Tanh, Tanh] computed with [Sigmoid, Tanh, Tanh]")
+@case("lstm_hardsigmoid", "LSTM activations=[HardSigmoid, Tanh, Tanh] computed with [Sigmoid, Tanh, Tanh]",
+      ignored="activations")
 def lstm_hardsigmoid():
     return recurrent("LSTM", 4, state=("initial_h", "initial_c"),
                      activations=["HardSigmoid", "Tanh", "Tanh"])
 
 
-@case("lstm_clip", "LSTM clip=0.1 ignored")
+@case("lstm_clip", "LSTM clip=0.1 ignored",
+      ignored="clip")
 def lstm_clip():
     return recurrent("LSTM", 4, state=("initial_h", "initial_c"), clip=0.1)
 
 
-@case("gru_clip", "GRU clip=0.1 ignored")
+@case("gru_clip", "GRU clip=0.1 ignored",
+      ignored="clip")
 def gru_clip():
     return recurrent("GRU", 3, clip=0.1)
 
 
-@case("lstm_input_forget", "LSTM input_forget=1 ignored")
+@case("lstm_input_forget", "LSTM input_forget=1 ignored",
+      ignored="input_forget")
 def lstm_input_forget():
     return recurrent("LSTM", 4, state=("initial_h", "initial_c"), input_forget=1)
 
 
-@case("lstm_reverse", "LSTM direction=reverse computed forward")
+@case("lstm_reverse", "LSTM direction=reverse computed forward",
+      ignored="direction")
 def lstm_reverse():
     return recurrent("LSTM", 4, state=("initial_h", "initial_c"), direction="reverse")
 
 
-@case("rnn_reverse", "RNN direction=reverse computed forward")
+@case("rnn_reverse", "RNN direction=reverse computed forward",
+      ignored="direction")
 def rnn_reverse():
     return recurrent("RNN", 1, direction="reverse")
 
 
-@case("gru_reverse", "GRU direction=reverse computed forward")
+@case("gru_reverse", "GRU direction=reverse computed forward",
+      ignored="direction")
 def gru_reverse():
     return recurrent("GRU", 3, direction="reverse")
 
@@ -369,6 +396,8 @@ def main() -> int:
     for name, (m, inputs, _) in CASES.items():
         onnx.save(m, out / f"{name}.onnx")
         np.savez(out / f"{name}.npz", **inputs)
+        if name in REFS:
+            onnx.save(REFS[name], out / f"{name}.ref.onnx")
     (out / "cases.json").write_text(json.dumps({n: w for n, (_, _, w) in CASES.items()}, indent=1) + "\n")
     print(f"{len(CASES)} cases in {out}")
     return 0

@@ -90,6 +90,13 @@ for name in "${cases[@]}"; do
         status[$backend]=$rc
     done
     ((status[tract] == 0 && status[onnxruntime] == 0)) && compare "$out/tract" "$out/onnxruntime"
+    if [[ -f $dir/$name.ref.onnx ]] && ((status[tract] == 0)); then
+        # The same model without the attribute tract ignores: does tract compute exactly that?
+        rm -rf "${out:?}/ref"
+        "$lrai" run "$dir/$name.ref.onnx" -i "$dir/$name.npz" --backend onnxruntime \
+            --log-level error --output-dir "$out/ref" >/dev/null 2>&1 &&
+            compare "$out/tract" "$out/ref" | sed "s/onnxruntime:/onnxruntime on $name.ref.onnx (attribute removed):/"
+    fi
     if [[ -x $raw ]]; then
         echo "--- tract alone (tract_raw --runs 2)"
         RUST_BACKTRACE=0 "$raw" "$dir/$name.onnx" "$dir/$name.npz" --runs 2 2>&1 | sed 's/^/  /'
