@@ -456,7 +456,7 @@ fn warm_up(
                     }
                 }
                 .map_err(|e| format!("warm-up '{}' input '{name}': {e}", w.name))?;
-                inputs.push((name.clone(), reshape_for_model(config, name, t)));
+                inputs.push((name.clone(), reshape_for_model(config, name, t)?));
             }
             for _ in 0..w.count.max(1) {
                 session
@@ -473,7 +473,7 @@ fn warm_up(
             let mut shape: Vec<usize> = if batching { vec![rows] } else { Vec::new() };
             shape.extend(i.dims.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
             let t = Tensor::zeros(i.data_type, shape).map_err(|e| e.to_string())?;
-            inputs.push((i.name.clone(), reshape_for_model(config, &i.name, t)));
+            inputs.push((i.name.clone(), reshape_for_model(config, &i.name, t)?));
         }
         session
             .run(&inputs)
@@ -484,17 +484,13 @@ fn warm_up(
 }
 
 /// Applies the config's `reshape` for an input, as requests get it.
-fn reshape_for_model(config: &ModelConfig, name: &str, t: Tensor) -> Tensor {
-    let Some(r) = config.input(name).and_then(|i| i.reshape.clone()) else {
-        return t;
-    };
-    let mut target: Vec<usize> = Vec::with_capacity(r.len() + 1);
-    if config.max_batch() > 0 {
-        target.push(t.shape().first().copied().unwrap_or(1));
-    }
-    target.extend(r.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
-    let fallback = t.clone();
-    t.reshape(target).unwrap_or(fallback)
+fn reshape_for_model(
+    config: &ModelConfig,
+    name: &str,
+    t: Tensor,
+) -> std::result::Result<Tensor, String> {
+    crate::reshape::input_to_model(config, name, t)
+        .map_err(|e| format!("input '{name}': reshape from the config: {e}"))
 }
 
 /// The scheduler settings from the effective config.
