@@ -28,7 +28,7 @@ struct Sample {
     /// For messages: `sample 'name'` or `at batch size 4`.
     label: String,
     inputs: Vec<(String, Tensor)>,
-    /// Untimed runs before the timed one.
+    /// Untimed runs, before the timed one when profiling (at least 1).
     runs: u32,
 }
 
@@ -206,7 +206,7 @@ fn implicit_samples(config: &ModelConfig) -> std::result::Result<Vec<Sample>, St
                 "of the model's shapes".to_string()
             },
             inputs,
-            runs: 0,
+            runs: 1,
         });
     }
     Ok(samples)
@@ -358,6 +358,7 @@ mod tests {
             4,
         );
         let samples = implicit_samples(&c).unwrap();
+        assert!(samples.iter().all(|s| s.runs == 1));
         let shapes: Vec<Vec<Vec<usize>>> = samples
             .iter()
             .map(|s| s.inputs.iter().map(|(_, t)| t.shape().to_vec()).collect())
