@@ -13,6 +13,9 @@ needs only onnx, numpy and onnxruntime from scripts/requirements-test.txt).
   H and W even (H = W = 1 fails in ONNX Runtime: "Non concat axis dimensions must match").
   upsample_concat.npz holds ONNX Runtime's outputs for two inputs (`images_b1`,
   `features_b1`: 1x3x8x8; `images_b2`, `features_b2`: 2x3x12x16).
+- lstm_state.onnx: one LSTM step over x [2,1,3] whose state comes in (h0, c0 [1,1,4])
+  and goes out (hn, cn) as ordinary tensors, as voice-activity models pass it: the same
+  inputs must give the same outputs however often and in whatever order they run.
 
 Usage: .venv/bin/python scripts/make-triton-fixtures.py
 """
@@ -112,12 +115,43 @@ def upsample_concat() -> None:
     np.savez(OUT / "upsample_concat.npz", **arrays)
 
 
+def lstm_state() -> None:
+    rng = np.random.default_rng(15)
+    hidden, size = 4, 3
+
+    def weights(name, *shape, scale):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    g = helper.make_graph(
+        [helper.make_node("LSTM", ["x", "W", "R", "B", "", "h0", "c0"], ["y", "hn", "cn"],
+                          hidden_size=hidden)],
+        "lstm_state",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, size]),
+            helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, 1, hidden]),
+            helper.make_tensor_value_info("c0", TensorProto.FLOAT, [1, 1, hidden]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 1, hidden]),
+            helper.make_tensor_value_info("hn", TensorProto.FLOAT, [1, 1, hidden]),
+            helper.make_tensor_value_info("cn", TensorProto.FLOAT, [1, 1, hidden]),
+        ],
+        [
+            weights("W", 1, 4 * hidden, size, scale=0.5),
+            weights("R", 1, 4 * hidden, hidden, scale=0.5),
+            weights("B", 1, 8 * hidden, scale=0.1),
+        ],
+    )
+    save(g, "lstm_state.onnx")
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     reshape_var()
     scalar_row()
     string_cast()
     upsample_concat()
+    lstm_state()
     for p in sorted(OUT.iterdir()):
         print(f"{p.relative_to(ROOT)}: {p.stat().st_size} bytes")
 
