@@ -34,7 +34,7 @@ def workdir(tmp_path_factory):
 def server(workdir):
     repo = workdir / "models"
     support.build_repository(repo)
-    srv = support.start_server(repo, workdir / "server.log", support.GOOD_MODELS)
+    srv = support.start_server(repo, workdir / "server.log", support.good_models())
     yield srv
     alive = srv.alive()
     rc = support.stop_server(srv)

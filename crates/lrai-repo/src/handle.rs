@@ -190,19 +190,8 @@ impl ModelHandle {
                 };
                 return Err(shape_err(why));
             }
-            let tensor = match &spec.reshape {
-                Some(r) => {
-                    let mut target: Vec<usize> = Vec::with_capacity(r.len() + 1);
-                    if max_batch > 0 {
-                        target.push(shape[0]);
-                    }
-                    target.extend(r.iter().map(|&d| usize::try_from(d).unwrap_or(0)));
-                    tensor
-                        .reshape(target)
-                        .map_err(|e| shape_err(format!("reshape from the config: {e}")))?
-                }
-                None => tensor,
-            };
+            let tensor = crate::reshape::input_to_model(cfg, &name, tensor)
+                .map_err(|e| shape_err(format!("reshape from the config: {e}")))?;
             out.push((name, tensor));
         }
         Ok(out)
@@ -241,7 +230,28 @@ impl ModelHandle {
             timeout,
             span,
         };
-        Ok(self.scheduler.infer(req).await?)
+        let mut out = self.scheduler.infer(req).await?;
+        out.outputs = self.outputs_to_client(out.outputs)?;
+        Ok(out)
+    }
+
+    /// Outputs shaped by the config's `dims` again where it has a `reshape` (Triton).
+    fn outputs_to_client(&self, outputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+        outputs
+            .into_iter()
+            .map(|(name, t)| {
+                let t =
+                    crate::reshape::output_to_client(&self.config, &name, t).map_err(|reason| {
+                        RepoError::Sched(lrai_sched::SchedError::Exec(
+                            lrai_exec::ExecError::Split {
+                                model: self.name.clone(),
+                                reason,
+                            },
+                        ))
+                    })?;
+                Ok((name, t))
+            })
+            .collect()
     }
 
     /// Stops accepting requests and waits until the queued ones ran and the instances stopped.

@@ -23,6 +23,8 @@ mod handle;
 mod loader;
 mod prepare;
 mod repository;
+mod reshape;
+mod warmup;
 
 pub use handle::{ModelHandle, TensorMeta};
 // The errors a request can come back with, so the protocol layer can map each to a status.

@@ -1,6 +1,6 @@
 //! Loading one model: read `config.pbtxt` (or none), pick versions by `version_policy`,
 //! build one backend session per instance, complete the config from the model, warm up
-//! every batch size the batcher may form, then start the instances and the scheduler.
+//! ([`crate::warmup`]), then start the instances and the scheduler.
 //! A version is published READY only after all of that succeeded.
 //!
 //! Everything here that blocks (file reads, session builds, warm-up runs) runs on
@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lrai_backend::{Backend, ModelSource, Session, SessionOptions};
-use lrai_core::Tensor;
-use lrai_core::random::{SplitMix64, random_tensor};
 use lrai_exec::{InstancePool, InstanceSpec, SessionFactory};
 use lrai_monitor::Metrics;
 use lrai_sched::{
@@ -21,10 +19,11 @@ use lrai_sched::{
 };
 
 use crate::config::{
-    CompleteOptions, ConfigWarning, ModelConfig, TimeoutAction, VersionPolicy, WarmupData, complete,
+    CompleteOptions, ConfigWarning, ModelConfig, TimeoutAction, VersionPolicy, complete,
 };
 use crate::handle::{ModelHandle, TensorMeta, meta_shape};
 use crate::prepare::{ModelPrep, PrepRequest, Prepared};
+use crate::warmup::WarmUp;
 use crate::{Backends, RepoError, Result};
 
 /// Settings that apply to every model the repository loads.
@@ -321,17 +320,18 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
     for _ in 1..count {
         sessions.push(load(&backend)?);
     }
+    let warmup_err = |reason| RepoError::Warmup {
+        model: name.clone(),
+        version: job.version,
+        reason,
+    };
+    let mut warm_up =
+        WarmUp::plan(&config, &job.root.join(name), job.version).map_err(warmup_err)?;
     let mut profile = Vec::new();
     for (i, s) in sessions.iter().enumerate() {
         // One instance's timings are enough for the adaptive cost model.
         let timed = (i == 0 && config.slo().is_some()).then_some(&mut profile);
-        warm_up(&config, &job.root.join(name), s.as_ref(), timed).map_err(|reason| {
-            RepoError::Warmup {
-                model: name.clone(),
-                version: job.version,
-                reason,
-            }
-        })?;
+        warm_up.run(s.as_ref(), timed).map_err(warmup_err)?;
     }
     let factory_backend = Arc::clone(&backend);
     let factory: SessionFactory = Arc::new(move || factory_backend.load(&source, &options));
@@ -383,118 +383,6 @@ fn prepare(
         );
     }
     Ok(prepared)
-}
-
-/// Batch sizes to warm: every size the batcher may form up to 64, then powers of two,
-/// preferred sizes and the max. tract compiles a plan per shape, so these are compiled
-/// before READY; the rare larger sizes not listed compile on first use.
-fn warm_sizes(config: &ModelConfig) -> Vec<usize> {
-    let max = usize::try_from(config.max_batch()).unwrap_or(0);
-    if max == 0 {
-        return vec![0];
-    }
-    let mut sizes: Vec<usize> = (1..=max.min(64)).collect();
-    let mut p = 128;
-    while p <= max {
-        sizes.push(p);
-        p *= 2;
-    }
-    sizes.push(max);
-    if let Some(db) = &config.dynamic_batching {
-        sizes.extend(
-            db.preferred_batch_size
-                .iter()
-                .filter_map(|&s| usize::try_from(s).ok())
-                .filter(|&s| s > 0 && s <= max),
-        );
-    }
-    sizes.sort_unstable();
-    sizes.dedup();
-    sizes
-}
-
-/// Runs warm-up requests on one session: the config's `model_warmup` when given,
-/// otherwise zeros at every size of [`warm_sizes`] (free dims set to 1). With `profile`,
-/// each size runs once more, timed (the first run of a shape compiles plans), and the
-/// timings are recorded for the adaptive batcher's cost model.
-fn warm_up(
-    config: &ModelConfig,
-    model_dir: &Path,
-    session: &dyn Session,
-    mut profile: Option<&mut Vec<(u64, Duration)>>,
-) -> std::result::Result<(), String> {
-    let mut timed = |inputs: &[(String, Tensor)], label: &dyn std::fmt::Display| {
-        if let Some(p) = profile.as_deref_mut() {
-            let started = Instant::now();
-            session
-                .run(inputs)
-                .map_err(|e| format!("warm-up {label}: {e}"))?;
-            let elements = inputs
-                .iter()
-                .map(|(_, t)| t.shape().iter().product::<usize>() as u64)
-                .sum();
-            p.push((elements, started.elapsed()));
-        }
-        Ok::<(), String>(())
-    };
-    let batching = config.max_batch() > 0;
-    if !config.model_warmup.is_empty() {
-        for w in &config.model_warmup {
-            let rows = usize::try_from(w.batch_size.max(1)).unwrap_or(1);
-            let mut rng = SplitMix64::new(0);
-            let mut inputs = Vec::new();
-            for (name, wi) in &w.inputs {
-                let mut shape: Vec<usize> = if batching { vec![rows] } else { Vec::new() };
-                shape.extend(wi.dims.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
-                let t = match &wi.data {
-                    WarmupData::Zero => Tensor::zeros(wi.data_type, shape),
-                    WarmupData::Random => random_tensor(wi.data_type, shape, &mut rng),
-                    WarmupData::File(f) => {
-                        let bytes = fs_err::read(model_dir.join("warmup").join(f))
-                            .map_err(|e| e.to_string())?;
-                        Tensor::new(wi.data_type, shape, bytes.into())
-                    }
-                }
-                .map_err(|e| format!("warm-up '{}' input '{name}': {e}", w.name))?;
-                inputs.push((name.clone(), reshape_for_model(config, name, t)));
-            }
-            for _ in 0..w.count.max(1) {
-                session
-                    .run(&inputs)
-                    .map_err(|e| format!("warm-up '{}': {e}", w.name))?;
-            }
-            timed(&inputs, &format_args!("'{}'", w.name))?;
-        }
-        return Ok(());
-    }
-    for rows in warm_sizes(config) {
-        let mut inputs = Vec::with_capacity(config.input.len());
-        for i in config.input.iter().filter(|i| !i.optional) {
-            let mut shape: Vec<usize> = if batching { vec![rows] } else { Vec::new() };
-            shape.extend(i.dims.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
-            let t = Tensor::zeros(i.data_type, shape).map_err(|e| e.to_string())?;
-            inputs.push((i.name.clone(), reshape_for_model(config, &i.name, t)));
-        }
-        session
-            .run(&inputs)
-            .map_err(|e| format!("warm-up at batch size {rows}: {e}"))?;
-        timed(&inputs, &format_args!("at batch size {rows}"))?;
-    }
-    Ok(())
-}
-
-/// Applies the config's `reshape` for an input, as requests get it.
-fn reshape_for_model(config: &ModelConfig, name: &str, t: Tensor) -> Tensor {
-    let Some(r) = config.input(name).and_then(|i| i.reshape.clone()) else {
-        return t;
-    };
-    let mut target: Vec<usize> = Vec::with_capacity(r.len() + 1);
-    if config.max_batch() > 0 {
-        target.push(t.shape().first().copied().unwrap_or(1));
-    }
-    target.extend(r.iter().map(|&d| usize::try_from(d).unwrap_or(1)));
-    let fallback = t.clone();
-    t.reshape(target).unwrap_or(fallback)
 }
 
 /// The scheduler settings from the effective config.

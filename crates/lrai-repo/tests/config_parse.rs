@@ -307,13 +307,14 @@ fn rejects_dims_below_minus_one_and_zero() {
     );
     assert_eq!(
         error("output { name: \"y\" data_type: TYPE_FP32 dims: 4 reshape { shape: [ 3 ] } }"),
-        "model 'm': output 'y' reshape = [3]: must hold as many elements as dims [4] (with -1 \
-         in the same places between equal-sized parts)"
+        "model 'm': output 'y' reshape = [3]: has different size for dims and reshape: dims \
+         [4] hold 4 elements, reshape 3"
     );
     assert_eq!(
         error("max_batch_size: 0 input { name: \"x\" data_type: TYPE_FP32 dims: 1 reshape { } }"),
-        "model 'm': input 'x' reshape = []: an empty reshape (a scalar) needs max_batch_size > 0; \
-         without batching the scalar would hold no data"
+        "model 'm': input 'x' reshape = []: cannot have empty reshape for non-batching model as \
+         scalar tensors are not supported (Triton's rule): for a scalar, leave reshape out and \
+         give dims [1], or set max_batch_size > 0"
     );
     assert_eq!(
         error("input { name: \"x\" data_type: TYPE_FP32 format: FORMAT_NHWC dims: [ 224, 224 ] }"),

@@ -20,6 +20,8 @@ struct Rig {
     sched: Scheduler,
     backend: Arc<FakeBackend>,
     metrics: Arc<lrai_monitor::ModelMetrics>,
+    /// The registry `metrics` lives in (for the Prometheus text).
+    registry: Metrics,
 }
 
 fn rig(config: SchedConfig) -> Rig {
@@ -28,7 +30,8 @@ fn rig(config: SchedConfig) -> Rig {
 
 fn rig_with(config: SchedConfig, backend: FakeBackend) -> Rig {
     let backend = Arc::new(backend);
-    let metrics = Metrics::new().unwrap().model("fake", "1");
+    let registry = Metrics::new().unwrap();
+    let metrics = registry.model("fake", "1");
     let b = Arc::clone(&backend);
     let source = ModelSource::from_bytes("fake", Bytes::from_static(b"\x3a\x00")).unwrap();
     let factory: SessionFactory = Arc::new(move || b.load(&source, &SessionOptions::default()));
@@ -49,6 +52,7 @@ fn rig_with(config: SchedConfig, backend: FakeBackend) -> Rig {
         sched,
         backend,
         metrics,
+        registry,
     }
 }
 
@@ -116,6 +120,34 @@ async fn coalesces_requests_queued_behind_a_busy_instance() {
             .collect::<Vec<_>>(),
         vec![1, 5]
     );
+    r.sched.shutdown().await;
+}
+
+/// How many batches went for `reason`, from the Prometheus text.
+fn batches_sent_for(r: &Rig, reason: &str) -> u64 {
+    let text = r.registry.render().unwrap();
+    let key = format!("lrai_batches_total{{model=\"fake\",reason=\"{reason}\",version=\"1\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_as_large_as_the_largest_preferred_size_does_not_wait_for_the_delay() {
+    // preferred [2, 6] and an hour of queue delay: Triton sends a 7-row request at once.
+    let mut config = batching(8, 3_600_000_000);
+    config.policy.preferred_batch_sizes = vec![2, 6];
+    let r = rig(config);
+    let values: Vec<f32> = (1..=7).map(|i| i as f32).collect();
+    // Bounded: a batcher that waits for the delay would otherwise hang the test for an hour.
+    let out = tokio::time::timeout(Duration::from_secs(60), r.sched.infer(req(&values)))
+        .await
+        .expect("the 7-row request still waits for the queue delay")
+        .unwrap();
+    assert_eq!(y(&out), values.iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+    assert_eq!(out.batch_rows, 7);
+    assert_eq!(batches_sent_for(&r, "preferred"), 1);
+    assert_eq!(batches_sent_for(&r, "delay"), 0);
     r.sched.shutdown().await;
 }
 

@@ -173,20 +173,13 @@ impl ModelConfig {
             return Err(self.invalid(
                 field("reshape"),
                 &"[]",
-                "an empty reshape (a scalar) needs max_batch_size > 0; without batching the \
-                 scalar would hold no data",
+                "cannot have empty reshape for non-batching model as scalar tensors are not \
+                 supported (Triton's rule): for a scalar, leave reshape out and give dims [1], \
+                 or set max_batch_size > 0",
             ));
         }
-        if !same_element_count(t.dims, reshape) {
-            return Err(self.invalid(
-                field("reshape"),
-                &format_config_dims(reshape),
-                &format!(
-                    "must hold as many elements as dims {} (with -1 in the same places between \
-                     equal-sized parts)",
-                    format_config_dims(t.dims)
-                ),
-            ));
+        if let Some(rule) = reshape_rule(t.dims, reshape) {
+            return Err(self.invalid(field("reshape"), &format_config_dims(reshape), &rule));
         }
         Ok(())
     }
@@ -415,9 +408,13 @@ impl ModelConfig {
     }
 }
 
-/// Triton's reshape rule: both shapes split at their -1s into parts with equal element
-/// counts (so `[2,4,-1,6]` fits `[8,-1,1,6]`); an empty reshape fits dims holding 1 element.
-fn same_element_count(dims: &[i64], reshape: &[i64]) -> bool {
+/// Triton's reshape rule (`ValidateIOShape` in Triton core's `model_config_utils.cc`):
+/// dims and reshape hold the same element count, an empty reshape (a scalar) needs dims
+/// holding one element, and with variable sizes both split at their -1s into as many
+/// parts, of equal element counts (so `[2,4,-1,6]` fits `[8,-1,1,6]`). The broken rule in
+/// Triton's words, then what LRAI saw; `None` when the reshape fits.
+fn reshape_rule(dims: &[i64], reshape: &[i64]) -> Option<String> {
+    /// Element counts between the -1s (`None` on overflow).
     fn parts(shape: &[i64]) -> Option<Vec<i64>> {
         let mut out = vec![1i64];
         for d in shape {
@@ -429,13 +426,59 @@ fn same_element_count(dims: &[i64], reshape: &[i64]) -> bool {
         }
         Some(out)
     }
+    let text = |parts: &[i64]| {
+        let p: Vec<String> = parts.iter().map(ToString::to_string).collect();
+        p.join(", ")
+    };
+    const SIZE: &str = "has different size for dims and reshape";
+    let (Some(a), Some(b)) = (parts(dims), parts(reshape)) else {
+        return Some(format!("{SIZE}: the element count overflows int64"));
+    };
     if reshape.is_empty() {
-        return parts(dims).is_some_and(|p| p == [1]);
+        return (a != [1]).then(|| {
+            format!(
+                "{SIZE}: an empty reshape (a scalar) needs dims holding one element, such as \
+                 [1]; dims {} do not",
+                format_config_dims(dims)
+            )
+        });
     }
-    match (parts(dims), parts(reshape)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
+    if a.len() != b.len() {
+        // Triton compares the totals first: only with -1 on both sides are the parts counted.
+        let variable = |n: usize| if n == 1 { "none" } else { "some" };
+        if a.len() == 1 || b.len() == 1 {
+            return Some(format!(
+                "{SIZE}: dims {} have {} variable-size dimensions, reshape {}",
+                format_config_dims(dims),
+                variable(a.len()),
+                variable(b.len())
+            ));
+        }
+        return Some(format!(
+            "has different number of variable-size dimensions for dims and reshape: dims {} \
+             have {}, reshape {}",
+            format_config_dims(dims),
+            a.len() - 1,
+            b.len() - 1
+        ));
     }
+    (a != b).then(|| {
+        if a.len() == 1 {
+            format!(
+                "{SIZE}: dims {} hold {} elements, reshape {}",
+                format_config_dims(dims),
+                text(&a),
+                text(&b)
+            )
+        } else {
+            format!(
+                "{SIZE}: between their -1s, dims {} hold {} elements, reshape {}",
+                format_config_dims(dims),
+                text(&a),
+                text(&b)
+            )
+        }
+    })
 }
 
 #[cfg(test)]
@@ -444,12 +487,27 @@ mod tests {
 
     #[test]
     fn reshape_rule_matches_triton() {
-        assert!(same_element_count(&[2, 4, -1, 6], &[8, -1, 1, 6]));
-        assert!(same_element_count(&[1], &[]));
-        assert!(same_element_count(&[64], &[1, 8, 8]));
-        assert!(!same_element_count(&[64], &[1, 8, 9]));
-        assert!(!same_element_count(&[-1, 64], &[64]));
-        assert!(!same_element_count(&[2], &[]));
-        assert!(!same_element_count(&[i64::MAX, 4], &[4, i64::MAX]));
+        let fits = |d: &[i64], r: &[i64]| reshape_rule(d, r).is_none();
+        assert!(fits(&[2, 4, -1, 6], &[8, -1, 1, 6]));
+        assert!(fits(&[1], &[]));
+        assert!(fits(&[1, 1], &[]));
+        assert!(fits(&[64], &[1, 8, 8]));
+        assert!(fits(&[-1, 3, -1], &[1, -1, 3, -1]));
+        assert!(!fits(&[-1, 3, -1], &[-1, -1, 3]));
+        assert!(!fits(&[64], &[1, 8, 9]));
+        assert!(!fits(&[-1, 64], &[64]));
+        assert!(!fits(&[2], &[]));
+        assert!(!fits(&[-1], &[]));
+        assert!(!fits(&[i64::MAX, 4], &[4, i64::MAX]));
+        assert_eq!(
+            reshape_rule(&[-1, 2, -1], &[-1, 2]).unwrap(),
+            "has different number of variable-size dimensions for dims and reshape: dims \
+             [-1,2,-1] have 2, reshape 1"
+        );
+        assert_eq!(
+            reshape_rule(&[2, -1, 6], &[3, -1, 4]).unwrap(),
+            "has different size for dims and reshape: between their -1s, dims [2,-1,6] hold \
+             2, 6 elements, reshape 3, 4"
+        );
     }
 }
