@@ -112,12 +112,9 @@ async fn readiness(s: &RunningServer, model: &str) -> (bool, String) {
 
 /// What tract can't load yet, as (model file, what its load error says, why): backend
 /// defects, asserted so that a fix shows up here (then delete the entry).
-const TRACT_DEFECTS: [(&str, &str, &str); 1] = [(
-    "upsample_concat.onnx",
-    "Impossible to unify",
-    "tract's analysis can't unify the Concat of an input with free H and W and its x2 \
-     upsample (issue 14: the YOLOv8-style detector)",
-)];
+/// Models tract refuses for a known defect, with what the refusal says and why. Empty
+/// since issue 14's fixes (the load-time plan no longer invents 1 for free dims).
+const TRACT_DEFECTS: [(&str, &str, &str); 0] = [];
 
 /// Asserts `model` (made from `file`) is READY, or on tract refused for a listed defect;
 /// true when it serves.
@@ -431,12 +428,6 @@ async fn model_warmup_entries_run_as_in_triton_and_a_failing_one_refuses_the_mod
         ] {
             let (ready, why) = readiness(&s, model).await;
             assert!(!ready, "[{kind:?}] {model} should be refused");
-            // On tract the model's known defect comes first.
-            let says = if kind == BackendKind::Tract {
-                TRACT_DEFECTS[0].1
-            } else {
-                says
-            };
             assert!(
                 why.contains("UNAVAILABLE") && why.contains(says),
                 "[{kind:?}] {model}: {why}"

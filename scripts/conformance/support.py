@@ -61,17 +61,11 @@ def backend() -> str:
 # Defects of the tract backend (crates/lrai-backend) the suite finds, not fixed yet: on
 # tract their tests are strict xfails, so a fix turns them into XPASS, which fails the run
 # until the entry is removed here. LRAI_CONFORMANCE_NO_XFAIL=1 runs them as ordinary tests.
-TRACT_DEFECTS = {
-    "tract-concat-free-hw": (
-        "tract's analysis can't unify the Concat of an input with free H and W and its x2 "
-        "upsample ('Impossible to unify Val(1) with Val(2)'), so the model is UNAVAILABLE on "
-        "tract (issue 14: the YOLOv8-style detector)"),
-    "tract-state-reuse": (
-        "tract reuses run state across requests: an LSTM whose state is passed in and out "
-        "answers differently each time the same request runs (issue 14)"),
-}
-# Models tract can't load because of the defects above: not waited for on tract.
-TRACT_UNLOADABLE = {"upsample_concat": "tract-concat-free-hw", "upsample_odd": "tract-concat-free-hw"}
+# Known defects of the tract backend, as {key: why}. Empty since issue 14's fixes (fresh run
+# state per run; no load-time plan failure on invented free dims).
+TRACT_DEFECTS: dict[str, str] = {}
+
+TRACT_UNLOADABLE: dict[str, str] = {}
 
 
 def good_models() -> list[str]:

@@ -75,7 +75,6 @@ def test_a_model_that_parses_strings_serves(protocol, http_client, grpc_client, 
     np.testing.assert_array_equal(got, reference.run("string_cast", {"text": text.astype(str)})["n"])
 
 
-@support.tract_defect("tract-concat-free-hw")
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_free_spatial_dims_are_not_invented_by_the_warm_up(
         protocol, http_client, grpc_client, reference):
@@ -87,7 +86,6 @@ def test_free_spatial_dims_are_not_invented_by_the_warm_up(
         rtol_close(got, reference.run("upsample_concat", {"images": x})["features"])
 
 
-@support.tract_defect("tract-concat-free-hw")
 def test_a_failing_implicit_warm_up_is_logged_and_the_model_serves(server, http_client):
     # upsample_odd's configured dims [3,3,3] can't run (the Concat needs even sizes): the
     # warm-up fails, says so at WARN with the model and the reason, and is skipped.
@@ -122,7 +120,6 @@ def lstm_inputs(seed: int) -> dict:
     }
 
 
-@support.tract_defect("tract-state-reuse")
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_recurrent_state_never_leaks_between_requests(protocol, http_client, grpc_client, reference):
     # The same two requests, four times each, interleaved: every answer is ONNX Runtime's.

@@ -150,10 +150,7 @@ mod tests {
         AttributeProto {
             name: Some(name.into()),
             r#type: Some(AttributeType::Strings as i32),
-            strings: values
-                .iter()
-                .map(|v| v.as_bytes().to_vec())
-                .collect(),
+            strings: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
             ..AttributeProto::default()
         }
     }
