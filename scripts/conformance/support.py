@@ -38,6 +38,8 @@ GOOD_MODELS = [
     "mobilenet_q",
     "versioned_all",
     "versioned_latest",
+    "text_echo",
+    "text_any",
 ]
 BROKEN_MODEL = "broken"
 
@@ -208,6 +210,16 @@ def _make_multi_io(path: Path) -> None:
     _save_onnx(g, path)
 
 
+def _make_string_echo(path: Path) -> None:
+    """text: STRING [N,1] -> Identity -> echo."""
+    from onnx import TensorProto, helper
+
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.STRING, ["N", 1])  # noqa: E731
+    g = helper.make_graph([helper.make_node("Identity", ["text"], ["echo"])], "string_echo",
+                          [vi("text")], [vi("echo")])
+    _save_onnx(g, path)
+
+
 def _make_scaled_mlp(path: Path, factor: float) -> None:
     """digits_mlp whose logits are multiplied by `factor` (a second version, same I/O)."""
     import onnx
@@ -333,6 +345,17 @@ def build_repository(repo: Path) -> None:
         _copy_model("digits_mlp", repo, name, (EXAMPLES / "digits_mlp" / "config.pbtxt")
                     .read_text().replace('"digits_mlp"', f'"{name}"') + policy)
         _make_scaled_mlp(repo / name / "2" / "model.onnx", -2.0)
+
+    # BYTES models for raw binary requests: dims [1] qualify (the body is the one element),
+    # dims [-1,1] don't.
+    for name, batch, dims in (("text_echo", 4, "1"), ("text_any", 0, "-1, 1")):
+        _make_string_echo(repo / name / "1" / "model.onnx")
+        _write(
+            repo / name / "config.pbtxt",
+            f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {batch}\n'
+            f'input [ {{ name: "text" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n'
+            f'output [ {{ name: "echo" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n',
+        )
 
     # Identity over FP16, FP64, INT64, INT32, UINT8, BOOL.
     _make_types_id(repo / "types_id" / "1" / "model.onnx")

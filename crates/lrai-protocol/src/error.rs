@@ -61,6 +61,34 @@ fn valid_datatypes() -> String {
     names.join(", ")
 }
 
+/// Why a raw binary request's shape cannot be deduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawShapeProblem {
+    /// More than one `-1` in the dims.
+    SeveralVariable,
+    /// A `0` beside the `-1`: any body length fits, so none can be deduced.
+    ZeroDimension,
+}
+
+impl fmt::Display for RawShapeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RawShapeProblem::SeveralVariable => "there are more than one variable-sized dimension",
+            RawShapeProblem::ZeroDimension => {
+                "a zero-sized dimension leaves the variable-sized one undetermined"
+            }
+        })
+    }
+}
+
+fn raw_size_hint(dims: &str) -> &'static str {
+    if dims.contains("-1") {
+        "; the variable dimension takes whole rows only"
+    } else {
+        ""
+    }
+}
+
 /// Errors decoding or encoding inference requests and responses.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -273,15 +301,52 @@ pub enum ProtocolError {
         /// What is wrong.
         error: CoreError,
     },
-    /// A raw binary request (header length 0) that cannot fit the model's input.
-    #[error("{tensor}: raw binary request of {bytes} bytes: {reason}")]
-    RawBinary {
+    /// A raw binary request (header length 0) whose input shape cannot be deduced from
+    /// the model's dims (Triton's wording first).
+    #[error(
+        "The shape of the raw {tensor} can not be deduced because {problem} (its dims are \
+         {dims}); send a JSON request or use the binary tensor extension"
+    )]
+    RawShape {
         /// The model's single input.
         tensor: TensorRef,
-        /// Body length.
-        bytes: usize,
-        /// Why the bytes do not fit.
-        reason: String,
+        /// Its config dims, `[-1,3]`.
+        dims: String,
+        /// What prevents the deduction.
+        problem: RawShapeProblem,
+    },
+    /// A raw binary request for a BYTES input with more than one element (Triton's
+    /// wording first).
+    #[error(
+        "For BYTE datatype raw {tensor}, the model must have input shape [1] (its dims are \
+         {dims}); send a JSON request or use the binary tensor extension"
+    )]
+    RawBytesShape {
+        /// The model's single input.
+        tensor: TensorRef,
+        /// Its config dims.
+        dims: String,
+    },
+    /// A raw binary request whose body does not fill the input's shape (Triton's
+    /// wording first).
+    #[error(
+        "input byte size mismatch for {tensor} for model '{model}'. Expected {expected}, got \
+         {got} (raw binary request: {dtype} with dims {dims}{})",
+        raw_size_hint(dims)
+    )]
+    RawSize {
+        /// The model.
+        model: String,
+        /// The model's single input.
+        tensor: TensorRef,
+        /// Its datatype.
+        dtype: DataType,
+        /// Its config dims.
+        dims: String,
+        /// Bytes the deduced shape needs.
+        expected: usize,
+        /// Bytes in the body.
+        got: usize,
     },
     /// Two tensors with the same name on one side.
     #[error("{tensor} appears more than once")]

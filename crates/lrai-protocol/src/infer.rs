@@ -21,6 +21,7 @@ use crate::error::{ProtocolError, Result, Role, TensorRef};
 mod grpc;
 mod http;
 mod http_json;
+mod http_raw;
 mod json_data;
 
 pub use grpc::{
@@ -28,9 +29,9 @@ pub use grpc::{
     params_from_pb, params_to_pb,
 };
 pub use http::{
-    decode_http_json_and_binary, decode_http_response, decode_raw_binary, encode_http_request,
-    encode_http_response,
+    decode_http_json_and_binary, decode_http_response, encode_http_request, encode_http_response,
 };
+pub use http_raw::{RawInputSpec, decode_raw_binary};
 
 /// Named request or response parameters, sorted by name.
 pub type Parameters = BTreeMap<String, ParamValue>;

@@ -25,12 +25,12 @@ pub mod kserve;
 #[cfg(feature = "server")]
 pub mod server;
 
-pub use error::{ProtocolError, Result, Role, TensorRef};
+pub use error::{ProtocolError, RawShapeProblem, Result, Role, TensorRef};
 pub use infer::{
-    InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
-    RequestedOutput, decode_grpc_request, decode_grpc_response, decode_http_json_and_binary,
-    decode_http_response, decode_raw_binary, encode_grpc_request, encode_grpc_response,
-    encode_http_request, encode_http_response, params_from_pb, params_to_pb,
+    InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RawInputSpec,
+    RequestParameters, RequestedOutput, decode_grpc_request, decode_grpc_response,
+    decode_http_json_and_binary, decode_http_response, decode_raw_binary, encode_grpc_request,
+    encode_grpc_response, encode_http_request, encode_http_response, params_from_pb, params_to_pb,
 };
 
 /// Generated KServe v2 / Triton protobuf types (package `inference`), the tonic client

@@ -1,13 +1,13 @@
-//! HTTP inference bodies: JSON, binary tensor extension, raw binary; every error path.
+//! HTTP inference bodies: JSON and the binary tensor extension; every error path. Raw
+//! binary requests are in raw_binary.rs.
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
+use lrai_core::Tensor;
 use lrai_core::half::f16;
-use lrai_core::{DataType, Dim, Tensor};
 use lrai_protocol::{
     InferRequest, InferResponse, Limits, ParamValue, Parameters, ProtocolError, RequestParameters,
-    RequestedOutput, decode_http_json_and_binary, decode_http_response, decode_raw_binary,
-    encode_http_response,
+    RequestedOutput, decode_http_json_and_binary, decode_http_response, encode_http_response,
 };
 use serde_json::{Value, json};
 
@@ -27,10 +27,6 @@ fn binary_body(head: &Value, parts: &[&[u8]]) -> (Bytes, usize) {
         buf.extend_from_slice(p);
     }
     (Bytes::from(buf), n)
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 #[test]
@@ -391,39 +387,6 @@ fn explains_framing_mistakes() {
     // A header length that cuts the JSON short.
     let e = decode_http_json_and_binary(&body, Some(n - 3), &Limits::default()).unwrap_err();
     assert!(matches!(e, ProtocolError::Json { .. }), "{e:?}");
-}
-
-#[test]
-fn raw_binary_fills_the_single_input() {
-    let data = Bytes::from(f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-    let dims = [Dim::Fixed(1), Dim::Symbol("n".into()), Dim::Fixed(3)];
-    let req = decode_raw_binary(data.clone(), "x", DataType::F32, &dims).unwrap();
-    assert_eq!(req.inputs[0].tensor.shape(), &[1, 2, 3]);
-    assert!(req.parameters.binary_data_output);
-    assert_eq!(req.inputs[0].tensor.data().as_ptr(), data.as_ptr());
-
-    let req = decode_raw_binary(data.clone(), "x", DataType::F32, &[Dim::Fixed(6)]).unwrap();
-    assert_eq!(req.inputs[0].tensor.shape(), &[6]);
-
-    let e = decode_raw_binary(data.clone(), "x", DataType::F32, &[Dim::Fixed(5)]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "input 'x': raw binary request of 24 bytes: FP32 [5] needs 20 bytes"
-    );
-    let e = decode_raw_binary(data.clone(), "x", DataType::F32, &[Dim::Any, Dim::Fixed(5)])
-        .unwrap_err();
-    assert!(e.to_string().contains("not a multiple of 20 bytes"), "{e}");
-    let e = decode_raw_binary(data, "x", DataType::F32, &[Dim::Any, Dim::Any]).unwrap_err();
-    assert!(e.to_string().contains("2 variable dimensions"), "{e}");
-
-    let s = Bytes::from_static(&[2, 0, 0, 0, b'h', b'i']);
-    let req = decode_raw_binary(s.clone(), "s", DataType::Bytes, &[Dim::Any]).unwrap();
-    assert_eq!(
-        req.inputs[0].tensor.byte_strings().unwrap(),
-        vec![b"hi".as_slice()]
-    );
-    let e = decode_raw_binary(s, "s", DataType::Bytes, &[Dim::Fixed(2)]).unwrap_err();
-    assert!(e.to_string().contains("must have shape [1]"), "{e}");
 }
 
 fn response() -> InferResponse {

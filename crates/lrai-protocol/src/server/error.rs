@@ -37,9 +37,11 @@ pub enum ServerError {
         /// What is wrong.
         reason: String,
     },
-    /// Raw binary requests need a model with exactly one input.
+    /// Raw binary requests need a model with exactly one input (Triton's wording first).
     #[error(
-        "model '{model}' has {inputs} inputs; a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one"
+        "Raw request must only have 1 input (found 1) to be deduced but got {inputs} inputs in \
+         '{model}' model configuration; a raw binary request (Inference-Header-Content-Length: \
+         0) carries one input's data, so send a JSON request or use the binary tensor extension"
     )]
     RawBinaryInputs {
         /// Model name.
@@ -107,7 +109,9 @@ fn protocol_class(e: &ProtocolError) -> Class {
         | ProtocolError::HalfInContents { .. }
         | ProtocolError::ValueRange { .. }
         | ProtocolError::Tensor { .. }
-        | ProtocolError::RawBinary { .. }
+        | ProtocolError::RawShape { .. }
+        | ProtocolError::RawBytesShape { .. }
+        | ProtocolError::RawSize { .. }
         | ProtocolError::DuplicateTensor { .. }
         | ProtocolError::BadParameter { .. }
         | ProtocolError::ReservedParameter { .. }

@@ -1,0 +1,81 @@
+"""Triton's request semantics that go beyond the wire format, checked against what Triton
+itself answers (its sources: triton-inference-server/server src/http_server.cc,
+src/classification.cc, src/grpc/; core src/infer_request.cc, src/model_repository_manager/):
+raw binary requests, the JSON nesting limit, error wording, and the classification
+extension, over HTTP (tritonclient.http and raw urllib) and gRPC (tritonclient.grpc)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+from support import http_request
+
+MLP = "digits_mlp"
+RAW = {"Inference-Header-Content-Length": "0", "Content-Type": "application/octet-stream"}
+
+
+def _infer_url(server, model):
+    return f"{server.base}/v2/models/{model}/infer"
+
+
+def _error(resp, status):
+    assert resp.status == status, f"HTTP {resp.status} != {status}: {resp.body[:400]!r}"
+    return resp.error()
+
+
+def _binary_outputs(resp):
+    n = int(resp.headers["inference-header-content-length"])
+    return json.loads(resp.body[:n]), resp.body[n:]
+
+
+def _bytes_elements(raw: bytes) -> list[bytes]:
+    """Triton's BYTES serialisation: 4-byte little-endian length, then the bytes."""
+    out, i = [], 0
+    while i < len(raw):
+        (n,) = struct.unpack_from("<I", raw, i)
+        out.append(raw[i + 4:i + 4 + n])
+        i += 4 + n
+    return out
+
+
+# ---------------------------------------------------------------- raw binary requests
+
+
+def test_raw_bytes_input_is_the_whole_body(server):
+    # No 4-byte length prefix: the body is the element, even when its first 4 bytes read
+    # as one (0x0101012a). No NUL inside: ONNX Runtime's string tensors are C strings.
+    body = b"\x2a\x01\x01\x01a sentence\nwith \xc3\xa9 inside"
+    resp = http_request(_infer_url(server, "text_echo"), "POST", body, RAW)
+    assert resp.status == 200, resp.body[:300]
+    doc, rest = _binary_outputs(resp)
+    (o,) = doc["outputs"]
+    assert (o["name"], o["datatype"], o["shape"]) == ("echo", "BYTES", [1, 1])
+    assert _bytes_elements(rest) == [body]
+
+
+def test_raw_bytes_empty_body_is_one_empty_element(server):
+    resp = http_request(_infer_url(server, "text_echo"), "POST", b"", RAW)
+    assert resp.status == 200, resp.body[:300]
+    doc, rest = _binary_outputs(resp)
+    assert doc["outputs"][0]["shape"] == [1, 1]
+    assert _bytes_elements(rest) == [b""]
+
+
+def test_raw_bytes_input_must_have_one_element(server):
+    resp = http_request(_infer_url(server, "text_any"), "POST", b"hello", RAW)
+    msg = _error(resp, 400)
+    assert msg.startswith("For BYTE datatype raw input 'text', the model must have input "
+                          "shape [1]"), msg
+
+
+def test_raw_fixed_size_input_still_works(server, reference):
+    x = np.arange(64, dtype=np.float32).reshape(1, 64) / 8
+    resp = http_request(_infer_url(server, MLP), "POST", x.tobytes(), RAW)
+    assert resp.status == 200, resp.body[:300]
+    doc, rest = _binary_outputs(resp)
+    got = np.frombuffer(rest, dtype="<f4").reshape(doc["outputs"][0]["shape"])
+    want = reference.run(MLP, {"input": x})["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)

@@ -1,0 +1,175 @@
+//! Triton's request semantics through the real server (HTTP with hyper's client, gRPC
+//! with tonic's): raw binary requests, JSON nesting limits, Triton's error wording, and
+//! the classification extension.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use lrai_onnx::pb::tensor_shape_proto::{Dimension, dimension};
+use lrai_onnx::pb::{self, TensorShapeProto, TypeProto};
+use lrai_onnx::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use serde_json::{Value, json};
+
+fn url(s: &lrai::RunningServer, path: &str) -> String {
+    format!("http://{}{}", s.http_addr, path)
+}
+
+/// POSTs `body`; `header_len` is the Inference-Header-Content-Length header.
+async fn post(
+    s: &lrai::RunningServer,
+    path: &str,
+    body: Vec<u8>,
+    header_len: Option<usize>,
+) -> common::Resp {
+    let headers: Vec<(&str, String)> = header_len
+        .map(|n| ("Inference-Header-Content-Length", n.to_string()))
+        .into_iter()
+        .collect();
+    common::http("POST", &url(s, path), &headers, body).await
+}
+
+fn error_of(r: &common::Resp) -> String {
+    r.json()["error"].as_str().unwrap_or_default().to_string()
+}
+
+/// The JSON head and the binary rest of a response with binary outputs.
+fn split_binary(r: &common::Resp) -> (Value, Vec<u8>) {
+    let n: usize = r.headers["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (
+        serde_json::from_slice(&r.body[..n]).unwrap(),
+        r.body[n..].to_vec(),
+    )
+}
+
+/// A STRING tensor of shape [N, 1].
+fn string_value(name: &str) -> ValueInfoProto {
+    let dims = [
+        dimension::Value::DimParam("N".into()),
+        dimension::Value::DimValue(1),
+    ];
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: Some(pb::tensor_proto::DataType::String as i32),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .into_iter()
+                        .map(|v| Dimension {
+                            value: Some(v),
+                            ..Dimension::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..TypeProto::default()
+        }),
+        ..ValueInfoProto::default()
+    }
+}
+
+/// `text` STRING [N,1] -> Identity -> `echo`.
+fn write_string_echo(path: &Path) {
+    let model = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
+        graph: Some(GraphProto {
+            name: Some("string_echo".into()),
+            node: vec![NodeProto {
+                op_type: Some("Identity".into()),
+                input: vec!["text".into()],
+                output: vec!["echo".into()],
+                ..NodeProto::default()
+            }],
+            input: vec![string_value("text")],
+            output: vec![string_value("echo")],
+            ..GraphProto::default()
+        }),
+        ..ModelProto::default()
+    };
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    lrai_onnx::save_model(path, &model).unwrap();
+}
+
+/// The standard repository plus two BYTES models over the same string echo: `text_echo`
+/// (dims [1], batching: raw requests qualify) and `text_any` (dims [-1,1]: they don't).
+fn repo() -> tempfile::TempDir {
+    let dir = common::standard_repo();
+    for (name, config) in [
+        (
+            "text_echo",
+            "max_batch_size: 4\n\
+             input [ { name: \"text\" data_type: TYPE_STRING dims: [ 1 ] } ]\n\
+             output [ { name: \"echo\" data_type: TYPE_STRING dims: [ 1 ] } ]\n",
+        ),
+        (
+            "text_any",
+            "max_batch_size: 0\n\
+             input [ { name: \"text\" data_type: TYPE_STRING dims: [ -1, 1 ] } ]\n\
+             output [ { name: \"echo\" data_type: TYPE_STRING dims: [ -1, 1 ] } ]\n",
+        ),
+    ] {
+        write_string_echo(&dir.path().join(name).join("1/model.onnx"));
+        fs_err::write(dir.path().join(name).join("config.pbtxt"), config).unwrap();
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_binary_requests_follow_tritons_rules() {
+    let repo = repo();
+    let s = common::start(repo.path(), |_| {}).await;
+
+    // BYTES [1]: the whole body is the one element, with no length prefix, even when it
+    // starts with bytes that look like one.
+    let text = b"\x02\x00\x00\x00hi\nthere \xc3\xa9".to_vec();
+    let r = post(&s, "/v2/models/text_echo/infer", text.clone(), Some(0)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (head, rest) = split_binary(&r);
+    let out = &head["outputs"][0];
+    assert_eq!(out["name"], "echo");
+    assert_eq!(out["datatype"], "BYTES");
+    assert_eq!(out["shape"], json!([1, 1]));
+    assert_eq!(out["parameters"]["binary_data_size"], json!(text.len() + 4));
+    let mut want = u32::try_from(text.len()).unwrap().to_le_bytes().to_vec();
+    want.extend_from_slice(&text);
+    assert_eq!(rest, want);
+
+    // A BYTES input whose dims allow more than one element does not qualify.
+    let r = post(&s, "/v2/models/text_any/infer", text, Some(0)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        error_of(&r),
+        "For BYTE datatype raw input 'text', the model must have input shape [1] (its dims are \
+         [-1,1]); send a JSON request or use the binary tensor extension"
+    );
+
+    // Fixed-size data: the bytes fill the shape (batch 1) or the request is refused.
+    let x: Vec<u8> = (0..64).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let r = post(&s, "/v2/models/digits_mlp/infer", x.clone(), Some(0)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(split_binary(&r).0["outputs"][0]["shape"], json!([1, 10]));
+    let r = post(
+        &s,
+        "/v2/models/digits_mlp/infer",
+        x[..100].to_vec(),
+        Some(0),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        error_of(&r),
+        "input byte size mismatch for input 'input' for model 'digits_mlp'. Expected 256, got \
+         100 (raw binary request: FP32 with dims [64])"
+    );
+    s.shutdown().await;
+}
