@@ -173,3 +173,44 @@ async fn raw_binary_requests_follow_tritons_rules() {
     );
     s.shutdown().await;
 }
+
+/// `values` inside `levels` nested arrays.
+fn nested(levels: usize, values: &[f32]) -> String {
+    let inner: Vec<String> = values.iter().map(ToString::to_string).collect();
+    format!(
+        "{}{}{}",
+        "[".repeat(levels),
+        inner.join(","),
+        "]".repeat(levels)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_data_nests_up_to_tritons_limit() {
+    let repo = common::standard_repo();
+    let s = common::start(repo.path(), |_| {}).await;
+    let values: Vec<f32> = (0..64).map(|i| i as f32 / 4.0).collect();
+    let body = |levels| {
+        format!(
+            r#"{{"inputs": [{{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": {}}}]}}"#,
+            nested(levels, &values)
+        )
+        .into_bytes()
+    };
+    let path = "/v2/models/digits_mlp/infer";
+    let flat = post(&s, path, body(1), None).await;
+    assert_eq!(flat.status, 200, "{}", flat.text());
+    // 99 arrays: the values sit at depth 99, the deepest Triton reads; same answer.
+    let deep = post(&s, path, body(99), None).await;
+    assert_eq!(deep.status, 200, "{}", deep.text());
+    assert_eq!(deep.json()["outputs"], flat.json()["outputs"]);
+    // 100 arrays: refused with Triton's message, before anything runs.
+    let r = post(&s, path, body(100), None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        error_of(&r),
+        "JSON nesting depth exceeds maximum allowed limit (100) in the data of input 'input'; \
+         send the values as a flat array in row-major order"
+    );
+    s.shutdown().await;
+}

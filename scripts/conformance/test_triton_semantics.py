@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from support import http_request
+from support import http_request, post_json
 
 MLP = "digits_mlp"
 RAW = {"Inference-Header-Content-Length": "0", "Content-Type": "application/octet-stream"}
@@ -79,3 +79,31 @@ def test_raw_fixed_size_input_still_works(server, reference):
     got = np.frombuffer(rest, dtype="<f4").reshape(doc["outputs"][0]["shape"])
     want = reference.run(MLP, {"input": x})["logits"]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+# ---------------------------------------------------------------- JSON nesting
+
+
+def _nested_doc(levels: int, x: np.ndarray) -> bytes:
+    flat = ",".join(repr(float(v)) for v in x.flatten())
+    data = "[" * levels + flat + "]" * levels
+    return ('{"inputs":[{"name":"input","datatype":"FP32","shape":[1,64],"data":%s}]}'
+            % data).encode()
+
+
+def test_json_nesting_up_to_the_limit_is_read(server, reference):
+    x = np.linspace(0, 16, 64, dtype=np.float32).reshape(1, 64)
+    # 99 arrays: the values sit at depth 99, the deepest Triton reads.
+    resp = post_json(_infer_url(server, MLP), _nested_doc(99, x))
+    assert resp.status == 200, resp.body[:300]
+    out = resp.json()["outputs"][0]
+    got = np.array(out["data"], dtype=np.float32).reshape(out["shape"])
+    np.testing.assert_allclose(got, reference.run(MLP, {"input": x})["logits"],
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_json_nesting_past_the_limit_is_refused(server):
+    x = np.zeros((1, 64), np.float32)
+    msg = _error(post_json(_infer_url(server, MLP), _nested_doc(100, x)), 400)
+    assert msg.startswith("JSON nesting depth exceeds maximum allowed limit (100)"), msg
+    assert "input 'input'" in msg, msg

@@ -145,6 +145,18 @@ pub enum ProtocolError {
         /// FP16 or BF16.
         dtype: DataType,
     },
+    /// A tensor's JSON `data` nests arrays deeper than Triton allows (Triton's wording
+    /// first).
+    #[error(
+        "JSON nesting depth exceeds maximum allowed limit ({limit}) in the data of {tensor}; \
+         send the values as a flat array in row-major order"
+    )]
+    JsonDepth {
+        /// The tensor.
+        tensor: TensorRef,
+        /// The limit, 100.
+        limit: usize,
+    },
     /// The number of values does not match the shape.
     #[error(
         "{tensor}: shape {} needs {expected} elements, got {got}",

@@ -236,6 +236,99 @@ fn rejects_missing_fields_and_bad_shapes() {
     assert!(e.contains("overflows"), "{e}");
 }
 
+/// `data` for one value inside `levels` nested arrays.
+fn nested(levels: usize, value: &str) -> String {
+    format!("{}{value}{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+#[test]
+fn nests_data_up_to_tritons_limit() {
+    // 99 arrays: the value sits at depth 99, the deepest Triton reads.
+    for (dtype, value) in [
+        ("FP32", "1.5"),
+        ("FP64", "1.5"),
+        ("INT64", "7"),
+        ("BYTES", "\"s\""),
+    ] {
+        let data = nested(99, value);
+        let req = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "{dtype}", "data": {data}}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(req.inputs[0].tensor.len(), 1, "{dtype}");
+        // Also when `data` comes before `datatype` (read later from its text).
+        decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "data": {data}, "shape": [1], "datatype": "{dtype}"}}]}}"#
+        ))
+        .unwrap();
+    }
+    // Empty arrays count only as deep as they go: 100 of them reach depth 99 (101 do not
+    // pass, below).
+    decode_json(&format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [0], "datatype": "FP32", "data": {}}}]}}"#,
+        nested(100, "")
+    ))
+    .unwrap();
+    // Nesting outside `data` is not limited (Triton's parser is iterative too).
+    let deep = nested(5000, "1");
+    let req = decode_json(&format!(
+        r#"{{"extra": {deep}, "inputs": [{{"name": "x", "shape": [1], "datatype": "FP32", "data": [2]}}],
+            "outputs": [{{"name": "y", "extra": {deep}}}]}}"#
+    ))
+    .unwrap();
+    assert_eq!(req.outputs[0].name, "y");
+}
+
+#[test]
+fn refuses_data_nested_deeper_than_tritons_limit() {
+    let want = "JSON nesting depth exceeds maximum allowed limit (100) in the data of input 'x'; \
+                send the values as a flat array in row-major order";
+    let cases = [
+        ("FP32", "1"),
+        ("FP64", "1"),
+        ("UINT8", "1"),
+        ("BOOL", "true"),
+        ("BYTES", "\"s\""),
+    ];
+    for (dtype, value) in cases {
+        // 100 arrays: the value would sit at depth 100.
+        let data = nested(100, value);
+        let e = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "{dtype}", "data": {data}}}]}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::JsonDepth { limit: 100, .. }),
+            "{dtype}: {e:?}"
+        );
+        assert_eq!(e.to_string(), want, "{dtype}");
+        let e = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "data": {data}, "datatype": "{dtype}", "shape": [1]}}]}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.to_string(), want, "{dtype}, data first");
+    }
+    let e = decode_json(&format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [0], "datatype": "FP32", "data": {}}}]}}"#,
+        nested(101, "")
+    ))
+    .unwrap_err();
+    assert!(matches!(e, ProtocolError::JsonDepth { .. }), "{e:?}");
+    // Far deeper than any stack could recurse: refused at depth 100, not a crash. FP64
+    // re-reads each row from its text, so it is the case that must not recurse.
+    for dtype in ["FP64", "FP32"] {
+        let data = nested(200_000, "1");
+        let e = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "{dtype}", "data": {data}}}]}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::JsonDepth { .. }),
+            "{dtype}: {e:?}"
+        );
+    }
+}
+
 #[test]
 fn requires_exactly_one_data_source() {
     assert_eq!(

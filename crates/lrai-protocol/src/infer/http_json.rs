@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::json_data::{DataSpec, ParsedData, parse_data};
+use super::json_data::{DataSpec, MAX_JSON_DEPTH, ParsedData, parse_data};
 use super::{Limits, ParamValue, Parameters, check_supported};
 use crate::error::{ProtocolError, Result, Role, TensorRef};
 
@@ -336,12 +336,7 @@ impl TensorSeed<'_, '_> {
                 dtype,
             });
         }
-        Ok(DataSpec {
-            tensor,
-            dtype,
-            expected: count,
-            prealloc: self.ctx.prealloc,
-        })
+        Ok(DataSpec::new(tensor, dtype, count, self.ctx.prealloc))
     }
 
     fn dtype(&self, tensor: &TensorRef, given: &str) -> Result<DataType> {
@@ -423,7 +418,14 @@ impl<'de> Visitor<'de> for TensorSeed<'_, '_> {
                                     self.spec(&tensor, dtype, count)
                                 })
                                 .map_err(|e| ctx.fail::<A::Error>(e))?;
-                            Data::Parsed(map.next_value_seed(DataSeed(&spec))?)
+                            let parsed = map.next_value_seed(DataSeed(&spec)).map_err(|e| {
+                                if spec.too_deep.get() {
+                                    ctx.fail(too_deep(&tensor))
+                                } else {
+                                    e
+                                }
+                            })?;
+                            Data::Parsed(parsed)
                         }
                         _ => Data::Raw(map.next_value()?),
                     });
@@ -498,7 +500,13 @@ impl TensorSeed<'_, '_> {
             (Some(Data::Raw(raw)), None) => {
                 let spec = self.spec(&tensor, dtype, count)?;
                 let mut de = serde_json::Deserializer::from_str(raw.get());
-                let parsed = parse_data(&mut de, &spec).map_err(|e| ProtocolError::json(&e))?;
+                let parsed = parse_data(&mut de, &spec).map_err(|e| {
+                    if spec.too_deep.get() {
+                        too_deep(&tensor)
+                    } else {
+                        ProtocolError::json(&e)
+                    }
+                })?;
                 Payload::Inline(self.finish_data(&tensor, dtype, &shape, parsed, count)?)
             }
         };
@@ -509,6 +517,13 @@ impl TensorSeed<'_, '_> {
             parameters,
             payload,
         })
+    }
+}
+
+fn too_deep(tensor: &TensorRef) -> ProtocolError {
+    ProtocolError::JsonDepth {
+        tensor: tensor.clone(),
+        limit: MAX_JSON_DEPTH,
     }
 }
 

@@ -95,6 +95,7 @@ fn protocol_class(e: &ProtocolError) -> Class {
         | ProtocolError::MissingField { .. }
         | ProtocolError::UnknownDatatype { .. }
         | ProtocolError::HalfInJson { .. }
+        | ProtocolError::JsonDepth { .. }
         | ProtocolError::ElementCount { .. }
         | ProtocolError::TooManyElements { .. }
         | ProtocolError::BadShape { .. }
