@@ -8,9 +8,12 @@ mod common;
 use std::path::Path;
 
 use lrai_onnx::pb::tensor_shape_proto::{Dimension, dimension};
-use lrai_onnx::pb::{self, TensorShapeProto, TypeProto};
+use lrai_onnx::pb::{self as onnx, TensorShapeProto, TypeProto};
 use lrai_onnx::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use lrai_protocol::pb;
+use lrai_protocol::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use serde_json::{Value, json};
+use tonic::transport::Channel;
 
 fn url(s: &lrai::RunningServer, path: &str) -> String {
     format!("http://{}{}", s.http_addr, path)
@@ -28,6 +31,12 @@ async fn post(
         .into_iter()
         .collect();
     common::http("POST", &url(s, path), &headers, body).await
+}
+
+async fn grpc_client(s: &lrai::RunningServer) -> GrpcInferenceServiceClient<Channel> {
+    GrpcInferenceServiceClient::connect(format!("http://{}", s.grpc_addr))
+        .await
+        .unwrap()
 }
 
 fn error_of(r: &common::Resp) -> String {
@@ -56,18 +65,20 @@ fn string_value(name: &str) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: Some(pb::tensor_proto::DataType::String as i32),
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .into_iter()
-                        .map(|v| Dimension {
-                            value: Some(v),
-                            ..Dimension::default()
-                        })
-                        .collect(),
-                }),
-            })),
+            value: Some(onnx::type_proto::Value::TensorType(
+                onnx::type_proto::Tensor {
+                    elem_type: Some(onnx::tensor_proto::DataType::String as i32),
+                    shape: Some(TensorShapeProto {
+                        dim: dims
+                            .into_iter()
+                            .map(|v| Dimension {
+                                value: Some(v),
+                                ..Dimension::default()
+                            })
+                            .collect(),
+                    }),
+                },
+            )),
             ..TypeProto::default()
         }),
         ..ValueInfoProto::default()
@@ -78,7 +89,7 @@ fn string_value(name: &str) -> ValueInfoProto {
 fn write_string_echo(path: &Path) {
     let model = ModelProto {
         ir_version: Some(8),
-        opset_import: vec![pb::OperatorSetIdProto {
+        opset_import: vec![onnx::OperatorSetIdProto {
             domain: Some(String::new()),
             version: Some(13),
         }],
@@ -211,6 +222,125 @@ async fn json_data_nests_up_to_tritons_limit() {
         error_of(&r),
         "JSON nesting depth exceeds maximum allowed limit (100) in the data of input 'input'; \
          send the values as a flat array in row-major order"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_start_with_tritons_wording() {
+    let repo = common::standard_repo();
+    let s = common::start(repo.path(), |_| {}).await;
+    let ok_input =
+        json!([{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": vec![0.5f32; 64]}]);
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "/v2/models/nope/infer",
+            json!({"inputs": ok_input}),
+            404,
+            "Request for unknown model: 'nope' is not found (models: broken, digits_mlp, fake)",
+        ),
+        (
+            "/v2/models/digits_mlp/versions/7/infer",
+            json!({"inputs": ok_input}),
+            404,
+            "Request for unknown model: 'digits_mlp' version 7 is not found (ready versions: 1)",
+        ),
+        (
+            "/v2/models/digits_mlp/versions/latest/infer",
+            json!({"inputs": ok_input}),
+            400,
+            "failed to get model version from specified version string 'latest' for model \
+             'digits_mlp', version should be an integral value > 0",
+        ),
+        (
+            "/v2/models/broken/infer",
+            json!({"inputs": ok_input}),
+            503,
+            "Request for unknown model: 'broken' has no available versions (not ready: ",
+        ),
+        (
+            "/v2/models/digits_mlp/infer",
+            json!({"inputs": ok_input, "outputs": [{"name": "probs"}]}),
+            400,
+            "unexpected inference output 'probs' for model 'digits_mlp' (its outputs: logits)",
+        ),
+        (
+            "/v2/models/digits_mlp/infer",
+            json!({"inputs": ok_input, "outputs": [{"name": "logits"}, {"name": "logits"}]}),
+            400,
+            "output 'logits' already exists in request; name each tensor once",
+        ),
+        (
+            "/v2/models/digits_mlp/infer",
+            json!({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": vec![0.5f32; 64]}]}),
+            400,
+            "unexpected inference input 'pixels' for model 'digits_mlp' (its inputs: input)",
+        ),
+        (
+            "/v2/models/digits_mlp/infer",
+            json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [4294967296u64, 4294967296u64], "data": []}]}),
+            400,
+            "invalid shape for input 'input': shape [4294967296,4294967296] causes total element \
+             count to exceed maximum size of 9223372036854775807",
+        ),
+        // LRAI answers a negative dimension with 400 where Triton (for -1 in JSON) answers
+        // 500: it is the request that is wrong (docs/protocol.md).
+        (
+            "/v2/models/digits_mlp/infer",
+            json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64], "data": []}]}),
+            400,
+            "invalid shape for input 'input': shape [-1,64] contains one or more invalid \
+             dimensions (dimensions must be non-negative)",
+        ),
+    ];
+    for (path, body, status, want) in cases {
+        let r = post(&s, path, serde_json::to_vec(&body).unwrap(), None).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        let e = error_of(&r);
+        assert!(e.starts_with(want), "{path}:\n got  {e}\n want {want}");
+    }
+
+    // Model names the repository API refuses, as Triton's ValidateModelName does.
+    let mut c = grpc_client(&s).await;
+    for (name, want) in [
+        (
+            "../digits_mlp",
+            "invalid model name '../digits_mlp', model name must not contain path traversal \
+             characters",
+        ),
+        (
+            "a/b",
+            "invalid model name 'a/b', model name must not contain",
+        ),
+        (
+            " ",
+            "Model name cannot be empty. Please enter a valid name to deploy.",
+        ),
+    ] {
+        let e = c
+            .repository_model_load(pb::RepositoryModelLoadRequest {
+                model_name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{name:?}: {e:?}");
+        assert!(e.message().starts_with(want), "{name:?}: {}", e.message());
+    }
+    // The same wording over gRPC inference.
+    let e = c
+        .model_infer(pb::ModelInferRequest {
+            model_name: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(
+        e.message()
+            .starts_with("Request for unknown model: 'nope' is not found"),
+        "{}",
+        e.message()
     );
     s.shutdown().await;
 }

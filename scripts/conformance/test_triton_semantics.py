@@ -107,3 +107,94 @@ def test_json_nesting_past_the_limit_is_refused(server):
     msg = _error(post_json(_infer_url(server, MLP), _nested_doc(100, x)), 400)
     assert msg.startswith("JSON nesting depth exceeds maximum allowed limit (100)"), msg
     assert "input 'input'" in msg, msg
+
+
+# ---------------------------------------------------------------- Triton's error wording
+#
+# Clients and scripts match on the start of Triton's messages; LRAI's detail follows.
+
+
+def _http_error(fn) -> tuple[str, str]:
+    import pytest
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as ei:
+        fn()
+    return ei.value.status(), ei.value.message()
+
+
+def _mlp_input(httpmod, name="input", shape=(1, 64)):
+    i = httpmod.InferInput(name, list(shape), "FP32")
+    i.set_data_from_numpy(np.zeros(shape, np.float32))
+    return i
+
+
+def test_error_wording_over_http(http_client):
+    import tritonclient.http as httpclient
+
+    cases = [
+        (lambda: http_client.infer("no_such_model", [_mlp_input(httpclient)]), "404",
+         "Request for unknown model: 'no_such_model' is not found"),
+        (lambda: http_client.infer(MLP, [_mlp_input(httpclient)], model_version="7"), "404",
+         f"Request for unknown model: '{MLP}' version 7 is not found"),
+        (lambda: http_client.infer("broken", [_mlp_input(httpclient)]), "503",
+         "Request for unknown model: 'broken' has no available versions"),
+        (lambda: http_client.infer(MLP, [_mlp_input(httpclient)],
+                                   outputs=[httpclient.InferRequestedOutput("probs")]), "400",
+         f"unexpected inference output 'probs' for model '{MLP}'"),
+        (lambda: http_client.infer(MLP, [_mlp_input(httpclient)],
+                                   outputs=[httpclient.InferRequestedOutput("logits")] * 2),
+         "400", "output 'logits' already exists in request"),
+        (lambda: http_client.infer(MLP, [_mlp_input(httpclient, name="pixels")]), "400",
+         f"unexpected inference input 'pixels' for model '{MLP}'"),
+    ]
+    for fn, status, prefix in cases:
+        got_status, msg = _http_error(fn)
+        assert got_status == status, (prefix, got_status, msg)
+        assert msg.startswith(prefix), f"{msg!r} does not start with {prefix!r}"
+
+
+def test_error_wording_for_shapes(server):
+    big = 2 ** 32
+    doc = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [big, big], "data": []}]}
+    msg = _error(post_json(_infer_url(server, MLP), doc), 400)
+    assert msg.startswith(f"invalid shape for input 'input': shape [{big},{big}] causes total "
+                          "element count to exceed maximum size of 9223372036854775807"), msg
+    # Triton answers -1 in a JSON shape with 500 ("Shape does not match true shape of 'data'
+    # field"); LRAI with 400, since the request is at fault.
+    doc = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64], "data": []}]}
+    msg = _error(post_json(_infer_url(server, MLP), doc), 400)
+    assert msg.startswith("invalid shape for input 'input': shape [-1,64] contains one or more "
+                          "invalid dimensions"), msg
+
+
+def test_error_wording_over_grpc(grpc_client):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    def grpc_error(fn):
+        import pytest
+
+        with pytest.raises(InferenceServerException) as ei:
+            fn()
+        return ei.value.status(), ei.value.message()
+
+    cases = [
+        (lambda: grpc_client.infer("no_such_model", [_mlp_input(grpcclient)]),
+         "StatusCode.NOT_FOUND", "Request for unknown model: 'no_such_model' is not found"),
+        (lambda: grpc_client.infer(MLP, [_mlp_input(grpcclient)], model_version="7"),
+         "StatusCode.NOT_FOUND", f"Request for unknown model: '{MLP}' version 7 is not found"),
+        (lambda: grpc_client.infer(MLP, [_mlp_input(grpcclient)],
+                                   outputs=[grpcclient.InferRequestedOutput("probs")]),
+         "StatusCode.INVALID_ARGUMENT", f"unexpected inference output 'probs' for model '{MLP}'"),
+        # Triton's ValidateModelName, on the repository API.
+        (lambda: grpc_client.load_model("../digits_mlp"), "StatusCode.INVALID_ARGUMENT",
+         "invalid model name '../digits_mlp', model name must not contain path traversal "
+         "characters"),
+        (lambda: grpc_client.load_model(" "), "StatusCode.INVALID_ARGUMENT",
+         "Model name cannot be empty. Please enter a valid name to deploy."),
+    ]
+    for fn, status, prefix in cases:
+        got_status, msg = grpc_error(fn)
+        assert got_status == status, (prefix, got_status, msg)
+        assert msg.startswith(prefix), f"{msg!r} does not start with {prefix!r}"

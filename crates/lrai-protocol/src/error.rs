@@ -61,6 +61,35 @@ fn valid_datatypes() -> String {
     names.join(", ")
 }
 
+/// What is wrong with a tensor's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeProblem {
+    /// A dimension below zero (Triton answers `-1` in JSON with 500; LRAI with 400).
+    Negative,
+    /// A dimension that is not an integer.
+    NotInteger,
+    /// The element count exceeds `i64::MAX`, Triton's limit.
+    Overflow,
+}
+
+impl fmt::Display for ShapeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShapeProblem::Negative => f.write_str(
+                "contains one or more invalid dimensions (dimensions must be non-negative)",
+            ),
+            ShapeProblem::NotInteger => {
+                f.write_str("contains one or more invalid dimensions (dimensions must be integers)")
+            }
+            ShapeProblem::Overflow => write!(
+                f,
+                "causes total element count to exceed maximum size of {}",
+                i64::MAX
+            ),
+        }
+    }
+}
+
 /// Why a raw binary request's shape cannot be deduced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawShapeProblem {
@@ -182,15 +211,16 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
-    /// A shape whose element count overflows, or with a negative dimension.
-    #[error("{tensor}: invalid shape {shape}: {reason}")]
+    /// A shape with a negative or non-integer dimension, or whose element count
+    /// overflows (Triton's wording: server `src/http_server.cc`).
+    #[error("invalid shape for {tensor}: shape {shape} {problem}")]
     BadShape {
         /// The tensor.
         tensor: TensorRef,
         /// The shape as given, `[2,-1]`.
         shape: String,
         /// What is wrong with it.
-        reason: &'static str,
+        problem: ShapeProblem,
     },
     /// Raw tensor bytes (HTTP `binary_data_size`, gRPC raw contents) whose length does
     /// not match datatype × shape.
@@ -360,8 +390,9 @@ pub enum ProtocolError {
         /// Bytes in the body.
         got: usize,
     },
-    /// Two tensors with the same name on one side.
-    #[error("{tensor} appears more than once")]
+    /// Two tensors with the same name on one side (Triton's wording: core
+    /// `src/infer_request.cc`).
+    #[error("{tensor} already exists in request; name each tensor once")]
     DuplicateTensor {
         /// The tensor.
         tensor: TensorRef,
@@ -392,7 +423,7 @@ pub enum ProtocolError {
         what: String,
     },
     /// A requested output the response does not have.
-    #[error("requested output '{name}' does not exist; available outputs: {}", available.join(", "))]
+    #[error("unexpected inference output '{name}' (available outputs: {})", available.join(", "))]
     UnknownOutput {
         /// The name asked for.
         name: String,

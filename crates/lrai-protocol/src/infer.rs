@@ -344,6 +344,13 @@ pub(crate) fn select_outputs<'a>(
         .collect()
 }
 
+/// Elements of a request shape, `None` past `i64::MAX` (Triton's limit, which a
+/// 64-bit `usize` product would otherwise allow).
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    lrai_core::shape::element_count(shape)
+        .filter(|&n| u64::try_from(n).is_ok_and(|n| n <= i64::MAX.unsigned_abs()))
+}
+
 /// Rejects a second tensor with the same name on one side of a request or response.
 pub(crate) fn check_unique<'a>(names: impl IntoIterator<Item = &'a str>, role: Role) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
@@ -487,7 +494,7 @@ mod tests {
         let e = select_outputs(&resp, &req).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "requested output 'c' does not exist; available outputs: a, b"
+            "unexpected inference output 'c' (available outputs: a, b)"
         );
     }
 }

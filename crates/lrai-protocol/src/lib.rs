@@ -25,7 +25,7 @@ pub mod kserve;
 #[cfg(feature = "server")]
 pub mod server;
 
-pub use error::{ProtocolError, RawShapeProblem, Result, Role, TensorRef};
+pub use error::{ProtocolError, RawShapeProblem, Result, Role, ShapeProblem, TensorRef};
 pub use infer::{
     InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RawInputSpec,
     RequestParameters, RequestedOutput, decode_grpc_request, decode_grpc_response,

@@ -228,12 +228,30 @@ fn rejects_missing_fields_and_bad_shapes() {
         err_json(
             r#"{"inputs": [{"name": "x", "shape": [-1, 2], "datatype": "FP32", "data": []}]}"#
         ),
-        "input 'x': invalid shape [-1,2]: dimensions must be non-negative"
+        "invalid shape for input 'x': shape [-1,2] contains one or more invalid dimensions \
+         (dimensions must be non-negative)"
+    );
+    assert_eq!(
+        err_json(r#"{"inputs": [{"name": "x", "shape": [1.5], "datatype": "FP32", "data": []}]}"#),
+        "invalid shape for input 'x': shape [1.5] contains one or more invalid dimensions \
+         (dimensions must be integers)"
     );
     let e = err_json(
         r#"{"inputs": [{"name": "x", "shape": [4294967296, 4294967296, 4294967296], "datatype": "FP32", "data": []}]}"#,
     );
-    assert!(e.contains("overflows"), "{e}");
+    assert_eq!(
+        e,
+        "invalid shape for input 'x': shape [4294967296,4294967296,4294967296] causes total \
+         element count to exceed maximum size of 9223372036854775807"
+    );
+    // Triton's limit is i64::MAX elements, below what a 64-bit usize product allows.
+    let e = err_json(
+        r#"{"inputs": [{"name": "x", "shape": [4294967296, 3000000000], "datatype": "FP32", "data": []}]}"#,
+    );
+    assert!(
+        e.contains("exceed maximum size of 9223372036854775807"),
+        "{e}"
+    );
 }
 
 /// `data` for one value inside `levels` nested arrays.
@@ -368,7 +386,15 @@ fn rejects_shared_memory_classification_and_duplicates() {
         r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]},
                        {"name": "x", "shape": [1], "datatype": "FP32", "data": [2]}]}"#,
     );
-    assert_eq!(e, "input 'x' appears more than once");
+    assert_eq!(
+        e,
+        "input 'x' already exists in request; name each tensor once"
+    );
+    let e = err_json(r#"{"inputs": [], "outputs": [{"name": "y"}, {"name": "y"}]}"#);
+    assert_eq!(
+        e,
+        "output 'y' already exists in request; name each tensor once"
+    );
     let e =
         err_json(r#"{"inputs": [], "outputs": [{"name": "y", "parameters": {"binary_data": 1}}]}"#);
     assert_eq!(e, "parameter 'binary_data' must be true or false, got 1");
@@ -583,7 +609,7 @@ fn requested_outputs_choose_order_and_format() {
     let e = encode_http_response(&response(), &req).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "requested output 'logits' does not exist; available outputs: probs, label"
+        "unexpected inference output 'logits' (available outputs: probs, label)"
     );
 }
 

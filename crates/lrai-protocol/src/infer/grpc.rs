@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use lrai_core::{DataType, Tensor, shape::element_count};
+use lrai_core::{DataType, Tensor};
 
 use super::{
     InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
-    RequestedOutput, check_supported, check_unique, select_outputs,
+    RequestedOutput, check_supported, check_unique, element_count, select_outputs,
 };
-use crate::error::{ProtocolError, Result, Role, TensorRef};
+use crate::error::{ProtocolError, Result, Role, ShapeProblem, TensorRef};
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 
@@ -82,7 +82,7 @@ impl PbTensor {
                 tensor: tensor.clone(),
                 given: datatype.to_string(),
             })?;
-        let bad_shape = |reason| ProtocolError::BadShape {
+        let bad_shape = |problem| ProtocolError::BadShape {
             tensor: tensor.clone(),
             shape: format!(
                 "[{}]",
@@ -92,14 +92,13 @@ impl PbTensor {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
-            reason,
+            problem,
         };
         let shape: Vec<usize> = shape
             .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| bad_shape("dimensions must be non-negative")))
+            .map(|&d| usize::try_from(d).map_err(|_| bad_shape(ShapeProblem::Negative)))
             .collect::<Result<_>>()?;
-        let count =
-            element_count(&shape).ok_or_else(|| bad_shape("its element count overflows"))?;
+        let count = element_count(&shape).ok_or_else(|| bad_shape(ShapeProblem::Overflow))?;
         limits.check(&tensor, count)?;
         Ok(PbTensor {
             tensor,

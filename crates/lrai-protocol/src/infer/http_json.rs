@@ -12,14 +12,14 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use lrai_core::{DataType, Tensor, shape::element_count};
+use lrai_core::{DataType, Tensor};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::json_data::{DataSpec, MAX_JSON_DEPTH, ParsedData, parse_data};
-use super::{Limits, ParamValue, Parameters, check_supported};
-use crate::error::{ProtocolError, Result, Role, TensorRef};
+use super::{Limits, ParamValue, Parameters, check_supported, element_count};
+use crate::error::{ProtocolError, Result, Role, ShapeProblem, TensorRef};
 
 /// Decoding context shared by every visitor of one document.
 pub(crate) struct Ctx<'a> {
@@ -351,7 +351,7 @@ impl TensorSeed<'_, '_> {
         let count = element_count(shape).ok_or_else(|| ProtocolError::BadShape {
             tensor: tensor.clone(),
             shape: lrai_core::format_shape(shape),
-            reason: "its element count overflows",
+            problem: ShapeProblem::Overflow,
         })?;
         self.ctx.limits.check(tensor, count)?;
         Ok(count)
@@ -563,10 +563,10 @@ impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_, '_> {
             match n.as_u64().and_then(|v| usize::try_from(v).ok()) {
                 Some(v) => shape.push(v),
                 None => {
-                    let reason = if n.is_f64() {
-                        "dimensions must be integers"
+                    let problem = if n.is_f64() {
+                        ShapeProblem::NotInteger
                     } else {
-                        "dimensions must be non-negative"
+                        ShapeProblem::Negative
                     };
                     return Err(self.ctx.fail(ProtocolError::BadShape {
                         tensor: self.tensor.clone(),
@@ -577,7 +577,7 @@ impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_, '_> {
                                 .collect::<Vec<_>>()
                                 .join(",")
                         ),
-                        reason,
+                        problem,
                     }));
                 }
             }

@@ -49,8 +49,10 @@ pub enum ServerError {
         /// Its inputs.
         inputs: usize,
     },
-    /// A requested output the model doesn't have.
-    #[error("model '{model}' has no output '{output}' (outputs: {available})")]
+    /// A requested output the model doesn't have (Triton's wording: core `src/model.cc`).
+    #[error(
+        "unexpected inference output '{output}' for model '{model}' (its outputs: {available})"
+    )]
     UnknownOutput {
         /// Model name.
         model: String,
@@ -169,6 +171,7 @@ fn repo_class(e: &RepoError) -> Class {
         RepoError::Backend { source, .. } => backend_class(source),
         RepoError::Sched(e) => sched_class(e),
         RepoError::Syntax { .. }
+        | RepoError::InvalidModelName { .. }
         | RepoError::FieldType { .. }
         | RepoError::DuplicateField { .. }
         | RepoError::OneofConflict { .. }
