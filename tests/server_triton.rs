@@ -344,3 +344,271 @@ async fn errors_start_with_tritons_wording() {
     );
     s.shutdown().await;
 }
+
+const DIGIT_LABELS: &str = "zero\none\ntwo\nthree\nfour\n\nsix\nseven\neight\nnine\n";
+
+/// digits_mlp with labels (the line for 5 left empty), and unbatched with the same labels.
+fn labelled_repo() -> tempfile::TempDir {
+    let dir = repo();
+    for (name, batch, dims) in [("digits_labelled", 8, "10"), ("digits_whole", 0, "1, 10")] {
+        let in_dims = if batch == 0 { "1, 64" } else { "64" };
+        common::copy_example(
+            dir.path(),
+            "digits_mlp",
+            name,
+            Some(&format!(
+                "max_batch_size: {batch}\n\
+                 input [ {{ name: \"input\" data_type: TYPE_FP32 dims: [ {in_dims} ] }} ]\n\
+                 output [ {{ name: \"logits\" data_type: TYPE_FP32 dims: [ {dims} ] \
+                 label_filename: \"labels.txt\" }} ]\n"
+            )),
+        );
+        fs_err::write(dir.path().join(name).join("labels.txt"), DIGIT_LABELS).unwrap();
+    }
+    dir
+}
+
+/// The top `k` of each row of `logits` as Triton writes them.
+fn expected_classes(logits: &[f32], row: usize, k: usize) -> Vec<String> {
+    let labels: Vec<&str> = DIGIT_LABELS.lines().collect();
+    let mut out = Vec::new();
+    for values in logits.chunks(row) {
+        let mut order: Vec<usize> = (0..row).collect();
+        order.sort_by(|&a, &b| values[b].partial_cmp(&values[a]).unwrap());
+        for &i in order.iter().take(k) {
+            let label = labels.get(i % 10).copied().unwrap_or_default();
+            let mut s = format!("{:.6}:{i}", f64::from(values[i]));
+            if !label.is_empty() {
+                s = format!("{s}:{label}");
+            }
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn digits_input(rows: usize) -> (Vec<f32>, Value) {
+    let x: Vec<f32> = (0..rows * 64).map(|i| (i % 17) as f32 / 2.0).collect();
+    let shape = if rows == 0 {
+        vec![1, 64]
+    } else {
+        vec![rows, 64]
+    };
+    let input = json!([{"name": "input", "datatype": "FP32", "shape": shape, "data": x}]);
+    (x, input)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classification_returns_tritons_top_classes() {
+    let repo = labelled_repo();
+    let s = common::start(repo.path(), |_| {}).await;
+    let (_, input) = digits_input(3);
+    let path = "/v2/models/digits_labelled/infer";
+    let plain = post(
+        &s,
+        path,
+        serde_json::to_vec(&json!({"inputs": input})).unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    let logits: Vec<f32> =
+        serde_json::from_value(plain.json()["outputs"][0]["data"].clone()).unwrap();
+
+    // JSON output: strings in `data`, shape [batch, k].
+    let body = json!({"inputs": input, "outputs": [{"name": "logits", "parameters": {"classification": 4}}]});
+    let r = post(&s, path, serde_json::to_vec(&body).unwrap(), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = &r.json()["outputs"][0];
+    assert_eq!(out["datatype"], "BYTES");
+    assert_eq!(out["shape"], json!([3, 4]));
+    let got: Vec<String> = serde_json::from_value(out["data"].clone()).unwrap();
+    assert_eq!(got, expected_classes(&logits, 10, 4));
+    assert!(
+        got.iter().any(|c| c.matches(':').count() == 2),
+        "labels: {got:?}"
+    );
+
+    // Binary output; more classes than there are gives all 10.
+    let body = json!({"inputs": input, "outputs": [{"name": "logits", "parameters": {"classification": 25, "binary_data": true}}]});
+    let r = post(&s, path, serde_json::to_vec(&body).unwrap(), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (head, rest) = split_binary(&r);
+    assert_eq!(head["outputs"][0]["shape"], json!([3, 10]));
+    let t = lrai_core::Tensor::new(lrai_core::DataType::Bytes, vec![3, 10], rest.into()).unwrap();
+    let got: Vec<String> = t
+        .byte_strings()
+        .unwrap()
+        .iter()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got, expected_classes(&logits, 10, 10));
+
+    // gRPC: parameters["classification"] as int64_param, the same strings.
+    let mut c = grpc_client(&s).await;
+    let mut wanted = pb::model_infer_request::InferRequestedOutputTensor {
+        name: "logits".into(),
+        ..Default::default()
+    };
+    wanted.parameters.insert(
+        "classification".into(),
+        pb::InferParameter {
+            parameter_choice: Some(pb::infer_parameter::ParameterChoice::Int64Param(2)),
+        },
+    );
+    let (x, _) = digits_input(3);
+    let resp = c
+        .model_infer(pb::ModelInferRequest {
+            model_name: "digits_labelled".into(),
+            inputs: vec![pb::model_infer_request::InferInputTensor {
+                name: "input".into(),
+                datatype: "FP32".into(),
+                shape: vec![3, 64],
+                ..Default::default()
+            }],
+            outputs: vec![wanted],
+            raw_input_contents: vec![
+                x.iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>()
+                    .into(),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.outputs[0].datatype, "BYTES");
+    assert_eq!(resp.outputs[0].shape, vec![3, 2]);
+    let t = lrai_core::Tensor::new(
+        lrai_core::DataType::Bytes,
+        vec![3, 2],
+        resp.raw_output_contents[0].clone(),
+    )
+    .unwrap();
+    let got: Vec<String> = t
+        .byte_strings()
+        .unwrap()
+        .iter()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got, expected_classes(&logits, 10, 2));
+
+    // A model that doesn't batch (dims [1,10]): the whole output, flattened, shape [k].
+    let (_, input) = digits_input(1);
+    let path = "/v2/models/digits_whole/infer";
+    let plain = post(
+        &s,
+        path,
+        serde_json::to_vec(&json!({"inputs": input})).unwrap(),
+        None,
+    )
+    .await;
+    let logits: Vec<f32> =
+        serde_json::from_value(plain.json()["outputs"][0]["data"].clone()).unwrap();
+    let body = json!({"inputs": input, "outputs": [{"name": "logits", "parameters": {"classification": 3}}]});
+    let r = post(&s, path, serde_json::to_vec(&body).unwrap(), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["outputs"][0]["shape"], json!([3]));
+    let got: Vec<String> = serde_json::from_value(r.json()["outputs"][0]["data"].clone()).unwrap();
+    assert_eq!(got, expected_classes(&logits, 10, 3));
+
+    // Refused: a BYTES output (before anything runs), and a bad count.
+    let body = json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["a"]}],
+                      "outputs": [{"name": "echo", "parameters": {"classification": 1}}]});
+    let r = post(
+        &s,
+        "/v2/models/text_echo/infer",
+        serde_json::to_vec(&body).unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        error_of(&r)
+            .starts_with("class result not available for output due to unsupported type 'BYTES'"),
+        "{}",
+        r.text()
+    );
+    let body = json!({"inputs": input, "outputs": [{"name": "logits", "parameters": {"classification": -2}}]});
+    let r = post(&s, path, serde_json::to_vec(&body).unwrap(), None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        error_of(&r).starts_with("Unable to set 'classification'"),
+        "{}",
+        r.text()
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_files_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |file: &str| {
+        format!(
+            "max_batch_size: 8\n\
+             input [ {{ name: \"input\" data_type: TYPE_FP32 dims: [ 64 ] }} ]\n\
+             output [ {{ name: \"logits\" data_type: TYPE_FP32 dims: [ 10 ] label_filename: \"{file}\" }} ]\n"
+        )
+    };
+    common::copy_example(dir.path(), "digits_mlp", "digits_mlp", None);
+    for (name, file) in [
+        ("outside", "../digits_mlp/config.pbtxt"),
+        ("missing", "nope.txt"),
+        ("linked", "labels.txt"),
+    ] {
+        common::copy_example(dir.path(), "digits_mlp", name, Some(&config(file)));
+    }
+    // A link that leads out of the model's directory is outside too.
+    std::os::unix::fs::symlink(
+        dir.path().join("digits_mlp/config.pbtxt"),
+        dir.path().join("linked/labels.txt"),
+    )
+    .unwrap();
+    let s = common::start(dir.path(), |_| {}).await;
+    let r = post(&s, "/v2/repository/index", b"{}".to_vec(), None).await;
+    let index = r.json();
+    let reason = |model: &str| {
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == model)
+            .map(|e| {
+                (
+                    e["state"].clone(),
+                    e["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .unwrap()
+    };
+    let (state, why) = reason("outside");
+    assert_eq!(state, "UNAVAILABLE");
+    assert!(
+        why.contains(
+            "label file path '../digits_mlp/config.pbtxt' for output 'logits' in model \
+             'outside' is outside model directory"
+        ),
+        "{why}"
+    );
+    let (state, why) = reason("linked");
+    assert_eq!(state, "UNAVAILABLE");
+    assert!(
+        why.contains("label file path 'labels.txt'") && why.contains("outside"),
+        "{why}"
+    );
+    let (state, why) = reason("missing");
+    assert_eq!(state, "UNAVAILABLE");
+    assert!(
+        why.contains(
+            "failed to open text file for read 'nope.txt' (label_filename of output 'logits')"
+        ),
+        "{why}"
+    );
+    assert!(
+        !why.contains(&dir.path().display().to_string()),
+        "no server paths: {why}"
+    );
+    assert_eq!(reason("digits_mlp").0, "READY");
+    s.shutdown().await;
+}

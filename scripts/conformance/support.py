@@ -183,6 +183,10 @@ def _copy_model(src: str, dst_repo: Path, name: str | None = None, config: str |
     if config is None:
         config = (EXAMPLES / src / "config.pbtxt").read_text()
     _write(d / "config.pbtxt", config)
+    # Files beside config.pbtxt (label files) come along.
+    for f in (EXAMPLES / src).iterdir():
+        if f.is_file() and f.name != "config.pbtxt":
+            shutil.copyfile(f, d / f.name)
 
 
 def _save_onnx(graph, path: Path) -> None:
@@ -236,6 +240,9 @@ def _make_scaled_mlp(path: Path, factor: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(m, str(path))
 
+
+# digits_fixed's label file: 7 lines for 10 classes, the one for 3 empty.
+FIXED_LABELS = "zero\none\ntwo\n\nfour\nfive\nsix\n"
 
 # name, ONNX elem type, KServe datatype, config TYPE_*, numpy dtype
 TYPED = [
@@ -297,8 +304,11 @@ def build_repository(repo: Path) -> None:
         "digits_fixed",
         'name: "digits_fixed"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
         'input [ { name: "input" data_type: TYPE_FP32 dims: [ 1, 64 ] } ]\n'
-        'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 1, 10 ] } ]\n',
+        'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 1, 10 ] '
+        'label_filename: "labels.txt" } ]\n',
     )
+    # Fewer labels than classes, one empty: those classes come back without a label.
+    _write(repo / "digits_fixed" / "labels.txt", FIXED_LABELS)
 
     # Two priority levels (default 2), small queues.
     _copy_model(

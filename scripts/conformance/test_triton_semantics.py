@@ -198,3 +198,109 @@ def test_error_wording_over_grpc(grpc_client):
         got_status, msg = grpc_error(fn)
         assert got_status == status, (prefix, got_status, msg)
         assert msg.startswith(prefix), f"{msg!r} does not start with {prefix!r}"
+
+
+# ---------------------------------------------------------------- classification extension
+
+
+def triton_classes(logits: np.ndarray, k: int, labels: list[str], batched: bool) -> list[str]:
+    """What Triton returns for class_count=k (server src/classification.cc): per batch row
+    (or the whole tensor when the model doesn't batch), the k largest values, highest
+    first, equal values by index, as f"{value:f}:{index}" plus ":label" when that line
+    of the label file is not empty. Python's "%f" is C's."""
+    rows = logits.reshape(logits.shape[0], -1) if batched else logits.reshape(1, -1)
+    out = []
+    for row in rows:
+        for i in sorted(range(row.size), key=lambda j: (-float(row[j]), j))[:k]:
+            s = "%f:%d" % (float(row[i]), i)
+            if i < len(labels) and labels[i]:
+                s += ":" + labels[i]
+            out.append(s)
+    return out
+
+
+def _texts(a: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in a.flatten()]
+
+
+def _labels(server, model):
+    return (server.repo / model / "labels.txt").read_text().split("\n")[:-1]
+
+
+def _cnn_input(mod, batch):
+    x = np.random.default_rng(batch).uniform(0, 16, size=(batch, 1, 8, 8)).astype(np.float32)
+    i = mod.InferInput("input", list(x.shape), "FP32")
+    i.set_data_from_numpy(x)
+    return i
+
+
+def test_classification_over_http(server, http_client):
+    import tritonclient.http as httpclient
+
+    labels = _labels(server, "digits_cnn")
+    assert labels[:2] == ["zero", "one"], labels
+    for batch in (1, 4):
+        inp = _cnn_input(httpclient, batch)
+        logits = http_client.infer("digits_cnn", [inp]).as_numpy("logits")
+        for k in (1, 3, 10, 15):  # 15 > 10 classes: all of them
+            for binary in (True, False):
+                out = httpclient.InferRequestedOutput("logits", binary_data=binary, class_count=k)
+                r = http_client.infer("digits_cnn", [inp], outputs=[out])
+                got = r.as_numpy("logits")
+                assert got.shape == (batch, min(k, 10)), (k, got.shape)
+                assert r.get_output("logits")["datatype"] == "BYTES"
+                assert _texts(got) == triton_classes(logits, k, labels, True), (batch, k, binary)
+
+
+def test_classification_over_grpc(server, grpc_client):
+    import tritonclient.grpc as grpcclient
+
+    labels = _labels(server, "digits_cnn")
+    inp = _cnn_input(grpcclient, 3)
+    logits = grpc_client.infer("digits_cnn", [inp]).as_numpy("logits")
+    for k in (2, 10, 11):
+        out = grpcclient.InferRequestedOutput("logits", class_count=k)
+        got = grpc_client.infer("digits_cnn", [inp], outputs=[out]).as_numpy("logits")
+        assert got.shape == (3, min(k, 10))
+        assert _texts(got) == triton_classes(logits, k, labels, True), k
+
+
+def test_classification_of_a_model_that_does_not_batch(server, http_client, grpc_client):
+    """digits_fixed (max_batch_size 0, output [1,10]) is classified whole: shape [k]; its
+    label file is shorter than the classes and has an empty line."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    from support import FIXED_LABELS
+
+    labels = FIXED_LABELS.split("\n")[:-1]
+    x = np.linspace(0, 16, 64, dtype=np.float32).reshape(1, 64)
+    for mod, client in ((httpclient, http_client), (grpcclient, grpc_client)):
+        i = mod.InferInput("input", [1, 64], "FP32")
+        i.set_data_from_numpy(x)
+        logits = client.infer("digits_fixed", [i]).as_numpy("logits")
+        out = mod.InferRequestedOutput("logits", class_count=10)
+        got = client.infer("digits_fixed", [i], outputs=[out]).as_numpy("logits")
+        assert got.shape == (10,), got.shape
+        want = triton_classes(logits, 10, labels, False)
+        assert _texts(got) == want
+        assert any(s.count(":") == 1 for s in want) and any(s.count(":") == 2 for s in want)
+
+
+def test_classification_refusals(server, http_client):
+    import tritonclient.http as httpclient
+
+    # A BYTES output has no order.
+    i = httpclient.InferInput("text", [1, 1], "BYTES")
+    i.set_data_from_numpy(np.array([[b"a"]], dtype=np.object_))
+    out = httpclient.InferRequestedOutput("echo", class_count=1)
+    status, msg = _http_error(lambda: http_client.infer("text_echo", [i], outputs=[out]))
+    assert status == "400", msg
+    assert msg.startswith("class result not available for output due to unsupported type "
+                          "'BYTES'"), msg
+    # A count that is not an unsigned integer.
+    doc = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": [0] * 64}],
+           "outputs": [{"name": "logits", "parameters": {"classification": -3}}]}
+    msg = _error(post_json(_infer_url(server, MLP), doc), 400)
+    assert msg.startswith("Unable to set 'classification': attempt to access JSON "
+                          "non-unsigned-integer as unsigned-integer"), msg

@@ -61,6 +61,35 @@ fn valid_datatypes() -> String {
     names.join(", ")
 }
 
+/// What is wrong with a `classification` parameter, in Triton's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassParamProblem {
+    /// HTTP: not an unsigned integer.
+    NotUnsigned,
+    /// gRPC: not an `int64_param`.
+    NotInt64,
+    /// gRPC: 0 or negative.
+    NotPositive,
+}
+
+impl fmt::Display for ClassParamProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Triton's texts (server src/http_server.cc, src/grpc/grpc_utils.cc), verbatim.
+        f.write_str(match self {
+            ClassParamProblem::NotUnsigned => {
+                "Unable to set 'classification': attempt to access JSON non-unsigned-integer \
+                 as unsigned-integer"
+            }
+            ClassParamProblem::NotInt64 => {
+                "invalid value type for 'classification' parameter, expected int64_param"
+            }
+            ClassParamProblem::NotPositive => {
+                "invalid value for 'classification' parameter, expected >= 0"
+            }
+        })
+    }
+}
+
 /// What is wrong with a tensor's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShapeProblem {
@@ -416,11 +445,49 @@ pub enum ProtocolError {
         /// Parameter name.
         name: String,
     },
-    /// A Triton feature LRAI does not serve (shared memory, classification).
+    /// A Triton feature LRAI does not serve (shared memory).
     #[error("{what} is not supported")]
     Unsupported {
         /// The feature and where it was asked for.
         what: String,
+    },
+    /// A `classification` parameter that is not a class count (Triton's wording first).
+    #[error(
+        "{problem} ({tensor} has classification = {got}; give the number of top classes to \
+         return, 1 or more)"
+    )]
+    BadClassification {
+        /// The requested output.
+        tensor: TensorRef,
+        /// What is wrong, in Triton's words.
+        problem: ClassParamProblem,
+        /// The value given.
+        got: String,
+    },
+    /// Classification asked of an output whose datatype has no order (Triton's wording
+    /// first).
+    #[error(
+        "class result not available for output due to unsupported type '{dtype}' ({tensor}; \
+         classification needs an integer, FP32 or FP64 output)"
+    )]
+    ClassificationType {
+        /// The output.
+        tensor: TensorRef,
+        /// Its datatype.
+        dtype: DataType,
+    },
+    /// Classification of a row of more than a million elements (Triton's limit and
+    /// wording first).
+    #[error(
+        "classification output tensor too large ({tensor} has {elements} elements per row, \
+         more than {})",
+        crate::MAX_CLASSIFICATION_ELEMENTS
+    )]
+    ClassificationTooLarge {
+        /// The output.
+        tensor: TensorRef,
+        /// Elements in one row.
+        elements: usize,
     },
     /// A requested output the response does not have.
     #[error("unexpected inference output '{name}' (available outputs: {})", available.join(", "))]

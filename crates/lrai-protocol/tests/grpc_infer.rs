@@ -351,6 +351,7 @@ fn infer_request(outputs: &[&str]) -> InferRequest {
             .map(|n| RequestedOutput {
                 name: (*n).into(),
                 binary_data: None,
+                classification: None,
                 parameters: Parameters::new(),
             })
             .collect(),

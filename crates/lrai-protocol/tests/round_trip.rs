@@ -101,7 +101,14 @@ fn arb_params() -> impl Strategy<Value = Parameters> {
 fn arb_request(json_safe: bool) -> impl Strategy<Value = InferRequest> {
     (
         vec((arb_tensor(json_safe), arb_params()), 0..4),
-        vec((proptest::option::of(any::<bool>()), arb_params()), 0..3),
+        vec(
+            (
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(1u32..),
+                arb_params(),
+            ),
+            0..3,
+        ),
         proptest::option::of(any::<u32>()),
         proptest::option::of(0u64..=i64::MAX as u64),
         any::<bool>(),
@@ -125,11 +132,14 @@ fn arb_request(json_safe: bool) -> impl Strategy<Value = InferRequest> {
                 outputs: outputs
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (binary_data, parameters))| RequestedOutput {
-                        name: format!("out{i}"),
-                        binary_data,
-                        parameters,
-                    })
+                    .map(
+                        |(i, (binary_data, classification, parameters))| RequestedOutput {
+                            name: format!("out{i}"),
+                            binary_data,
+                            classification,
+                            parameters,
+                        },
+                    )
                     .collect(),
                 parameters: RequestParameters {
                     priority,

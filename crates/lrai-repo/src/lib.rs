@@ -20,11 +20,13 @@ use lrai_core::{DataType, Dim};
 
 pub mod config;
 mod handle;
+mod labels;
 mod loader;
 mod prepare;
 mod repository;
 
 pub use handle::{ModelHandle, TensorMeta};
+pub use labels::OutputLabels;
 // The errors a request can come back with, so the protocol layer can map each to a status.
 pub use loader::LoadSettings;
 pub use lrai_backend::BackendError;

@@ -13,7 +13,7 @@ use super::http_json::{Ctx, JsonTensor, Payload, RequestSeed, ResponseSeed};
 use super::json_data::{JsonData, bytes_are_utf8};
 use super::{
     InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
-    RequestedOutput, check_supported, check_unique, select_outputs,
+    RequestedOutput, Wire, check_supported, check_unique, select_outputs, take_classification,
 };
 use crate::error::{ProtocolError, Result, Role, TensorRef};
 
@@ -153,6 +153,7 @@ pub fn decode_http_json_and_binary(
             let tensor = TensorRef::output(&o.name);
             let mut parameters = o.parameters;
             check_supported(&parameters, &tensor)?;
+            let classification = take_classification(&mut parameters, &tensor, Wire::Http)?;
             let binary_data = match parameters.remove("binary_data") {
                 None => None,
                 Some(v) => Some(v.as_bool().ok_or_else(|| ProtocolError::BadParameter {
@@ -164,6 +165,7 @@ pub fn decode_http_json_and_binary(
             Ok(RequestedOutput {
                 name: o.name,
                 binary_data,
+                classification,
                 parameters,
             })
         })
@@ -345,6 +347,9 @@ pub fn encode_http_request(
             let mut parameters = o.parameters.clone();
             if let Some(b) = o.binary_data {
                 parameters.insert("binary_data".into(), ParamValue::Bool(b));
+            }
+            if let Some(n) = o.classification {
+                parameters.insert("classification".into(), ParamValue::UInt(u64::from(n)));
             }
             RequestedOutputOut {
                 name: &o.name,

@@ -119,6 +119,9 @@ fn protocol_class(e: &ProtocolError) -> Class {
         | ProtocolError::BadParameter { .. }
         | ProtocolError::ReservedParameter { .. }
         | ProtocolError::UnknownOutput { .. }
+        | ProtocolError::BadClassification { .. }
+        | ProtocolError::ClassificationType { .. }
+        | ProtocolError::ClassificationTooLarge { .. }
         | ProtocolError::NonUtf8Bytes { .. } => Class::Invalid,
     }
 }
