@@ -283,8 +283,8 @@ async fn errors_start_with_tritons_wording() {
             "invalid shape for input 'input': shape [4294967296,4294967296] causes total element \
              count to exceed maximum size of 9223372036854775807",
         ),
-        // LRAI answers a negative dimension with 400 where Triton (for -1 in JSON) answers
-        // 500: it is the request that is wrong (docs/protocol.md).
+        // LRAI answers every negative dimension with 400, where Triton's answer varies by
+        // path, up to a 500: it is the request that is wrong (docs/protocol.md).
         (
             "/v2/models/digits_mlp/infer",
             json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64], "data": []}]}),

@@ -160,8 +160,8 @@ def test_error_wording_for_shapes(server):
     msg = _error(post_json(_infer_url(server, MLP), doc), 400)
     assert msg.startswith(f"invalid shape for input 'input': shape [{big},{big}] causes total "
                           "element count to exceed maximum size of 9223372036854775807"), msg
-    # Triton answers -1 in a JSON shape with 500 ("Shape does not match true shape of 'data'
-    # field"); LRAI with 400, since the request is at fault.
+    # LRAI answers every negative dimension with 400 (Triton's answer varies by path, up to
+    # a 500 from its INTERNAL errors): the request is at fault. See docs/protocol.md.
     doc = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64], "data": []}]}
     msg = _error(post_json(_infer_url(server, MLP), doc), 400)
     assert msg.startswith("invalid shape for input 'input': shape [-1,64] contains one or more "

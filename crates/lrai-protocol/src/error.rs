@@ -93,7 +93,8 @@ impl fmt::Display for ClassParamProblem {
 /// What is wrong with a tensor's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShapeProblem {
-    /// A dimension below zero (Triton answers `-1` in JSON with 500; LRAI with 400).
+    /// A dimension below zero (always 400 in LRAI; Triton's answer varies by path, up to
+    /// a 500: docs/protocol.md).
     Negative,
     /// A dimension that is not an integer.
     NotInteger,
