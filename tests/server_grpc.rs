@@ -198,7 +198,9 @@ async fn streaming_answers_each_request_in_order() {
         vec![1, 10]
     );
     assert!(
-        got[1].error_message.contains("no input 'pixels'"),
+        got[1]
+            .error_message
+            .contains("unexpected inference input 'pixels'"),
         "{}",
         got[1].error_message
     );

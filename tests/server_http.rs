@@ -171,7 +171,7 @@ async fn bad_requests_get_clear_errors_and_the_right_status() {
         (
             json!({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": vec![0.0; 64]}]}),
             400,
-            "has no input 'pixels'",
+            "unexpected inference input 'pixels' for model 'digits_mlp'",
         ),
         (
             json!({"inputs": [{"name": "input", "datatype": "INT64", "shape": [1, 64], "data": vec![0; 64]}]}),
@@ -197,7 +197,7 @@ async fn bad_requests_get_clear_errors_and_the_right_status() {
         (
             json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": vec![0.0; 64]}], "outputs": [{"name": "probs"}]}),
             400,
-            "no output 'probs'",
+            "unexpected inference output 'probs' for model 'digits_mlp'",
         ),
     ];
     for (body, status, needle) in cases {
@@ -210,7 +210,7 @@ async fn bad_requests_get_clear_errors_and_the_right_status() {
         (st, error_of(&out)),
         (
             404,
-            "unknown model 'nope' (models: broken, digits_mlp, fake)"
+            "Request for unknown model: 'nope' is not found (models: broken, digits_mlp, fake)"
         )
     );
     let (st, out) = post_json(

@@ -45,6 +45,8 @@ GOOD_MODELS = [
     "upsample_concat",
     "upsample_odd",
     "lstm_state",
+    "text_echo",
+    "text_any",
 ]
 BROKEN_MODEL = "broken"
 
@@ -224,6 +226,10 @@ def _copy_model(src: str, dst_repo: Path, name: str | None = None, config: str |
     if config is None:
         config = (EXAMPLES / src / "config.pbtxt").read_text()
     _write(d / "config.pbtxt", config)
+    # Files beside config.pbtxt (label files) come along.
+    for f in (EXAMPLES / src).iterdir():
+        if f.is_file() and f.name != "config.pbtxt":
+            shutil.copyfile(f, d / f.name)
 
 
 def _save_onnx(graph, path: Path) -> None:
@@ -251,6 +257,16 @@ def _make_multi_io(path: Path) -> None:
     _save_onnx(g, path)
 
 
+def _make_string_echo(path: Path) -> None:
+    """text: STRING [N,1] -> Identity -> echo."""
+    from onnx import TensorProto, helper
+
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.STRING, ["N", 1])  # noqa: E731
+    g = helper.make_graph([helper.make_node("Identity", ["text"], ["echo"])], "string_echo",
+                          [vi("text")], [vi("echo")])
+    _save_onnx(g, path)
+
+
 def _make_scaled_mlp(path: Path, factor: float) -> None:
     """digits_mlp whose logits are multiplied by `factor` (a second version, same I/O)."""
     import onnx
@@ -267,6 +283,9 @@ def _make_scaled_mlp(path: Path, factor: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(m, str(path))
 
+
+# digits_fixed's label file: 7 lines for 10 classes, the one for 3 empty.
+FIXED_LABELS = "zero\none\ntwo\n\nfour\nfive\nsix\n"
 
 # name, ONNX elem type, KServe datatype, config TYPE_*, numpy dtype
 TYPED = [
@@ -328,8 +347,11 @@ def build_repository(repo: Path) -> None:
         "digits_fixed",
         'name: "digits_fixed"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
         'input [ { name: "input" data_type: TYPE_FP32 dims: [ 1, 64 ] } ]\n'
-        'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 1, 10 ] } ]\n',
+        'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 1, 10 ] '
+        'label_filename: "labels.txt" } ]\n',
     )
+    # Fewer labels than classes, one empty: those classes come back without a label.
+    _write(repo / "digits_fixed" / "labels.txt", FIXED_LABELS)
 
     # Two priority levels (default 2), small queues.
     _copy_model(
@@ -376,6 +398,17 @@ def build_repository(repo: Path) -> None:
         _copy_model("digits_mlp", repo, name, (EXAMPLES / "digits_mlp" / "config.pbtxt")
                     .read_text().replace('"digits_mlp"', f'"{name}"') + policy)
         _make_scaled_mlp(repo / name / "2" / "model.onnx", -2.0)
+
+    # BYTES models for raw binary requests: dims [1] qualify (the body is the one element),
+    # dims [-1,1] don't.
+    for name, batch, dims in (("text_echo", 4, "1"), ("text_any", 0, "-1, 1")):
+        _make_string_echo(repo / name / "1" / "model.onnx")
+        _write(
+            repo / name / "config.pbtxt",
+            f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {batch}\n'
+            f'input [ {{ name: "text" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n'
+            f'output [ {{ name: "echo" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n',
+        )
 
     # Identity over FP16, FP64, INT64, INT32, UINT8, BOOL.
     _make_types_id(repo / "types_id" / "1" / "model.onnx")

@@ -792,13 +792,18 @@ def test_raw_binary_request_with_two_inputs_rejected(server):
     body = np.zeros((1, 4), np.float32).tobytes() * 2
     resp = http_request(_url(server, "multi_io"), "POST", body,
                         {"Inference-Header-Content-Length": "0"})
-    raw_error(resp, 400, "multi_io")
+    msg = raw_error(resp, 400, "multi_io")
+    # Triton's wording first (core src/infer_request.cc), LRAI's detail after.
+    assert msg.startswith("Raw request must only have 1 input (found 1) to be deduced but got 2 "
+                          "inputs in 'multi_io' model configuration"), msg
 
 
 def test_raw_binary_request_wrong_size(server):
     resp = http_request(_url(server), "POST", b"\0" * 100,
                         {"Inference-Header-Content-Length": "0"})
-    raw_error(resp, 400, "256")
+    msg = raw_error(resp, 400, "256")
+    assert msg.startswith("input byte size mismatch for input 'input' for model 'digits_mlp'. "
+                          "Expected 256, got 100"), msg
 
 
 def test_raw_unknown_route_404(server):

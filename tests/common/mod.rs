@@ -29,6 +29,13 @@ pub fn copy_example(repo: &Path, from: &str, to: &str, config: Option<&str>) {
             .replace(&format!("name: \"{from}\""), &format!("name: \"{to}\"")),
     };
     fs_err::write(repo.join(to).join("config.pbtxt"), text).unwrap();
+    // Files beside config.pbtxt (label files) come along.
+    for entry in fs_err::read_dir(examples().join(from)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name() != Some("config.pbtxt".as_ref()) {
+            fs_err::copy(&path, repo.join(to).join(path.file_name().unwrap())).unwrap();
+        }
+    }
 }
 
 pub const FAKE_CONFIG: &str = r#"

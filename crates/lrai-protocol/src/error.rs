@@ -61,6 +61,93 @@ fn valid_datatypes() -> String {
     names.join(", ")
 }
 
+/// What is wrong with a `classification` parameter, in Triton's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassParamProblem {
+    /// HTTP: not an unsigned integer.
+    NotUnsigned,
+    /// gRPC: not an `int64_param`.
+    NotInt64,
+    /// gRPC: 0 or negative.
+    NotPositive,
+}
+
+impl fmt::Display for ClassParamProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Triton's texts (server src/http_server.cc, src/grpc/grpc_utils.cc), verbatim.
+        f.write_str(match self {
+            ClassParamProblem::NotUnsigned => {
+                "Unable to set 'classification': attempt to access JSON non-unsigned-integer \
+                 as unsigned-integer"
+            }
+            ClassParamProblem::NotInt64 => {
+                "invalid value type for 'classification' parameter, expected int64_param"
+            }
+            ClassParamProblem::NotPositive => {
+                "invalid value for 'classification' parameter, expected >= 0"
+            }
+        })
+    }
+}
+
+/// What is wrong with a tensor's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeProblem {
+    /// A dimension below zero (always 400 in LRAI; Triton's answer varies by path, up to
+    /// a 500: docs/protocol.md).
+    Negative,
+    /// A dimension that is not an integer.
+    NotInteger,
+    /// The element count exceeds `i64::MAX`, Triton's limit.
+    Overflow,
+}
+
+impl fmt::Display for ShapeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShapeProblem::Negative => f.write_str(
+                "contains one or more invalid dimensions (dimensions must be non-negative)",
+            ),
+            ShapeProblem::NotInteger => {
+                f.write_str("contains one or more invalid dimensions (dimensions must be integers)")
+            }
+            ShapeProblem::Overflow => write!(
+                f,
+                "causes total element count to exceed maximum size of {}",
+                i64::MAX
+            ),
+        }
+    }
+}
+
+/// Why a raw binary request's shape cannot be deduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawShapeProblem {
+    /// More than one `-1` in the dims.
+    SeveralVariable,
+    /// A `0` beside the `-1`: any body length fits, so none can be deduced.
+    ZeroDimension,
+}
+
+impl fmt::Display for RawShapeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RawShapeProblem::SeveralVariable => "there are more than one variable-sized dimension",
+            RawShapeProblem::ZeroDimension => {
+                "a zero-sized dimension leaves the variable-sized one undetermined"
+            }
+        })
+    }
+}
+
+fn raw_size_hint(dims: &str) -> &'static str {
+    if dims.contains("-1") {
+        "; the variable dimension takes whole rows only"
+    } else {
+        ""
+    }
+}
+
 /// Errors decoding or encoding inference requests and responses.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -117,6 +204,18 @@ pub enum ProtocolError {
         /// FP16 or BF16.
         dtype: DataType,
     },
+    /// A tensor's JSON `data` nests arrays deeper than Triton allows (Triton's wording
+    /// first).
+    #[error(
+        "JSON nesting depth exceeds maximum allowed limit ({limit}) in the data of {tensor}; \
+         send the values as a flat array in row-major order"
+    )]
+    JsonDepth {
+        /// The tensor.
+        tensor: TensorRef,
+        /// The limit, 100.
+        limit: usize,
+    },
     /// The number of values does not match the shape.
     #[error(
         "{tensor}: shape {} needs {expected} elements, got {got}",
@@ -142,15 +241,16 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
-    /// A shape whose element count overflows, or with a negative dimension.
-    #[error("{tensor}: invalid shape {shape}: {reason}")]
+    /// A shape with a negative or non-integer dimension, or whose element count
+    /// overflows (Triton's wording: server `src/http_server.cc`).
+    #[error("invalid shape for {tensor}: shape {shape} {problem}")]
     BadShape {
         /// The tensor.
         tensor: TensorRef,
         /// The shape as given, `[2,-1]`.
         shape: String,
         /// What is wrong with it.
-        reason: &'static str,
+        problem: ShapeProblem,
     },
     /// Raw tensor bytes (HTTP `binary_data_size`, gRPC raw contents) whose length does
     /// not match datatype × shape.
@@ -273,18 +373,56 @@ pub enum ProtocolError {
         /// What is wrong.
         error: CoreError,
     },
-    /// A raw binary request (header length 0) that cannot fit the model's input.
-    #[error("{tensor}: raw binary request of {bytes} bytes: {reason}")]
-    RawBinary {
+    /// A raw binary request (header length 0) whose input shape cannot be deduced from
+    /// the model's dims (Triton's wording first).
+    #[error(
+        "The shape of the raw {tensor} can not be deduced because {problem} (its dims are \
+         {dims}); send a JSON request or use the binary tensor extension"
+    )]
+    RawShape {
         /// The model's single input.
         tensor: TensorRef,
-        /// Body length.
-        bytes: usize,
-        /// Why the bytes do not fit.
-        reason: String,
+        /// Its config dims, `[-1,3]`.
+        dims: String,
+        /// What prevents the deduction.
+        problem: RawShapeProblem,
     },
-    /// Two tensors with the same name on one side.
-    #[error("{tensor} appears more than once")]
+    /// A raw binary request for a BYTES input with more than one element (Triton's
+    /// wording first).
+    #[error(
+        "For BYTE datatype raw {tensor}, the model must have input shape [1] (its dims are \
+         {dims}); send a JSON request or use the binary tensor extension"
+    )]
+    RawBytesShape {
+        /// The model's single input.
+        tensor: TensorRef,
+        /// Its config dims.
+        dims: String,
+    },
+    /// A raw binary request whose body does not fill the input's shape (Triton's
+    /// wording first).
+    #[error(
+        "input byte size mismatch for {tensor} for model '{model}'. Expected {expected}, got \
+         {got} (raw binary request: {dtype} with dims {dims}{})",
+        raw_size_hint(dims)
+    )]
+    RawSize {
+        /// The model.
+        model: String,
+        /// The model's single input.
+        tensor: TensorRef,
+        /// Its datatype.
+        dtype: DataType,
+        /// Its config dims.
+        dims: String,
+        /// Bytes the deduced shape needs.
+        expected: usize,
+        /// Bytes in the body.
+        got: usize,
+    },
+    /// Two tensors with the same name on one side (Triton's wording: core
+    /// `src/infer_request.cc`).
+    #[error("{tensor} already exists in request; name each tensor once")]
     DuplicateTensor {
         /// The tensor.
         tensor: TensorRef,
@@ -308,14 +446,52 @@ pub enum ProtocolError {
         /// Parameter name.
         name: String,
     },
-    /// A Triton feature LRAI does not serve (shared memory, classification).
+    /// A Triton feature LRAI does not serve (shared memory).
     #[error("{what} is not supported")]
     Unsupported {
         /// The feature and where it was asked for.
         what: String,
     },
+    /// A `classification` parameter that is not a class count (Triton's wording first).
+    #[error(
+        "{problem} ({tensor} has classification = {got}; give the number of top classes to \
+         return, 1 or more)"
+    )]
+    BadClassification {
+        /// The requested output.
+        tensor: TensorRef,
+        /// What is wrong, in Triton's words.
+        problem: ClassParamProblem,
+        /// The value given.
+        got: String,
+    },
+    /// Classification asked of an output whose datatype has no order (Triton's wording
+    /// first).
+    #[error(
+        "class result not available for output due to unsupported type '{dtype}' ({tensor}; \
+         classification needs an integer, FP32 or FP64 output)"
+    )]
+    ClassificationType {
+        /// The output.
+        tensor: TensorRef,
+        /// Its datatype.
+        dtype: DataType,
+    },
+    /// Classification of a row of more than a million elements (Triton's limit and
+    /// wording first).
+    #[error(
+        "classification output tensor too large ({tensor} has {elements} elements per row, \
+         more than {})",
+        crate::MAX_CLASSIFICATION_ELEMENTS
+    )]
+    ClassificationTooLarge {
+        /// The output.
+        tensor: TensorRef,
+        /// Elements in one row.
+        elements: usize,
+    },
     /// A requested output the response does not have.
-    #[error("requested output '{name}' does not exist; available outputs: {}", available.join(", "))]
+    #[error("unexpected inference output '{name}' (available outputs: {})", available.join(", "))]
     UnknownOutput {
         /// The name asked for.
         name: String,

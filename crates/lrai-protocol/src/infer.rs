@@ -16,21 +16,24 @@ use lrai_core::Tensor;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 
-use crate::error::{ProtocolError, Result, Role, TensorRef};
+use crate::error::{ClassParamProblem, ProtocolError, Result, Role, TensorRef};
 
+mod classification;
 mod grpc;
 mod http;
 mod http_json;
+mod http_raw;
 mod json_data;
 
+pub use classification::{MAX_CLASSIFICATION_ELEMENTS, classifiable, classify};
 pub use grpc::{
     decode_grpc_request, decode_grpc_response, encode_grpc_request, encode_grpc_response,
     params_from_pb, params_to_pb,
 };
 pub use http::{
-    decode_http_json_and_binary, decode_http_response, decode_raw_binary, encode_http_request,
-    encode_http_response,
+    decode_http_json_and_binary, decode_http_response, encode_http_request, encode_http_response,
 };
+pub use http_raw::{RawInputSpec, decode_raw_binary};
 
 /// Named request or response parameters, sorted by name.
 pub type Parameters = BTreeMap<String, ParamValue>;
@@ -197,6 +200,10 @@ pub struct RequestedOutput {
     /// HTTP: `Some(true)` returns this output as binary data, `Some(false)` as JSON,
     /// `None` follows [`RequestParameters::binary_data_output`]. gRPC ignores it.
     pub binary_data: Option<bool>,
+    /// Triton's classification extension (parameter `classification`, tritonclient's
+    /// `class_count`): return the top N classes as BYTES `value:index[:label]` strings
+    /// instead of the tensor ([`classify`]). `None` (or 0 over HTTP) returns the tensor.
+    pub classification: Option<u32>,
     /// The output's other parameters.
     pub parameters: Parameters,
 }
@@ -343,6 +350,13 @@ pub(crate) fn select_outputs<'a>(
         .collect()
 }
 
+/// Elements of a request shape, `None` past `i64::MAX` (Triton's limit, which a
+/// 64-bit `usize` product would otherwise allow).
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    lrai_core::shape::element_count(shape)
+        .filter(|&n| u64::try_from(n).is_ok_and(|n| n <= i64::MAX.unsigned_abs()))
+}
+
 /// Rejects a second tensor with the same name on one side of a request or response.
 pub(crate) fn check_unique<'a>(names: impl IntoIterator<Item = &'a str>, role: Role) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
@@ -361,19 +375,49 @@ pub(crate) fn check_unique<'a>(names: impl IntoIterator<Item = &'a str>, role: R
 
 /// Rejects Triton features LRAI does not serve, named by their parameters.
 pub(crate) fn check_supported(params: &Parameters, tensor: &TensorRef) -> Result<()> {
-    for key in ["shared_memory_region", "classification"] {
-        if params.contains_key(key) {
-            let what = if key == "classification" {
-                "the classification extension"
-            } else {
-                "shared memory"
-            };
-            return Err(ProtocolError::Unsupported {
-                what: format!("{what} (parameter '{key}' on {tensor})"),
-            });
-        }
+    let key = "shared_memory_region";
+    if params.contains_key(key) {
+        return Err(ProtocolError::Unsupported {
+            what: format!("shared memory (parameter '{key}' on {tensor})"),
+        });
     }
     Ok(())
+}
+
+/// Which protocol a `classification` parameter came by: Triton checks it differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    Http,
+    Grpc,
+}
+
+/// Takes `classification` out of a requested output's parameters, as Triton reads it:
+/// over HTTP any unsigned integer (0 = no classification), over gRPC an `int64_param`
+/// of 1 or more. Counts above `u32::MAX` mean "every class".
+pub(crate) fn take_classification(
+    params: &mut Parameters,
+    tensor: &TensorRef,
+    wire: Wire,
+) -> Result<Option<u32>> {
+    let Some(value) = params.remove("classification") else {
+        return Ok(None);
+    };
+    let bad = |problem| ProtocolError::BadClassification {
+        tensor: tensor.clone(),
+        problem,
+        got: value.to_string(),
+    };
+    let count = match (wire, &value) {
+        (Wire::Http, _) => value
+            .as_u64()
+            .ok_or_else(|| bad(ClassParamProblem::NotUnsigned))?,
+        (Wire::Grpc, ParamValue::Int(n)) => u64::try_from(*n)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad(ClassParamProblem::NotPositive))?,
+        (Wire::Grpc, _) => return Err(bad(ClassParamProblem::NotInt64)),
+    };
+    Ok((count > 0).then(|| u32::try_from(count).unwrap_or(u32::MAX)))
 }
 
 #[cfg(test)]
@@ -478,6 +522,7 @@ mod tests {
         req.outputs.push(RequestedOutput {
             name: "b".into(),
             binary_data: Some(true),
+            classification: None,
             parameters: Parameters::new(),
         });
         let sel = select_outputs(&resp, &req).unwrap();
@@ -486,7 +531,7 @@ mod tests {
         let e = select_outputs(&resp, &req).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "requested output 'c' does not exist; available outputs: a, b"
+            "unexpected inference output 'c' (available outputs: a, b)"
         );
     }
 }

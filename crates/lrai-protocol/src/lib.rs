@@ -7,7 +7,7 @@
 //! - [`infer`]: the one transport-neutral [`InferRequest`]/[`InferResponse`] and the
 //!   codecs both ways: HTTP JSON, Triton's binary tensor extension and raw binary
 //!   requests, and gRPC messages. Tensors borrow the received `Bytes` wherever the
-//!   wire carries raw bytes.
+//!   wire carries raw bytes. Also Triton's classification extension ([`classify`]).
 //! - [`kserve`]: the other JSON bodies (metadata, errors, repository, statistics) with
 //!   Triton's field names, and their gRPC twins.
 //! - [`ProtocolError`]: what can be wrong with a request, naming the tensor and the
@@ -25,12 +25,15 @@ pub mod kserve;
 #[cfg(feature = "server")]
 pub mod server;
 
-pub use error::{ProtocolError, Result, Role, TensorRef};
+pub use error::{
+    ClassParamProblem, ProtocolError, RawShapeProblem, Result, Role, ShapeProblem, TensorRef,
+};
 pub use infer::{
-    InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
-    RequestedOutput, decode_grpc_request, decode_grpc_response, decode_http_json_and_binary,
-    decode_http_response, decode_raw_binary, encode_grpc_request, encode_grpc_response,
-    encode_http_request, encode_http_response, params_from_pb, params_to_pb,
+    InferInput, InferRequest, InferResponse, Limits, MAX_CLASSIFICATION_ELEMENTS, ParamValue,
+    Parameters, RawInputSpec, RequestParameters, RequestedOutput, classifiable, classify,
+    decode_grpc_request, decode_grpc_response, decode_http_json_and_binary, decode_http_response,
+    decode_raw_binary, encode_grpc_request, encode_grpc_response, encode_http_request,
+    encode_http_response, params_from_pb, params_to_pb,
 };
 
 /// Generated KServe v2 / Triton protobuf types (package `inference`), the tonic client

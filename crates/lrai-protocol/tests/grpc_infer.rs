@@ -246,7 +246,8 @@ fn rejects_bad_metadata_and_limits() {
     let e = decode(request(vec![input("a", "FP32", &[-1])], vec![Bytes::new()])).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "input 'a': invalid shape [-1]: dimensions must be non-negative"
+        "invalid shape for input 'a': shape [-1] contains one or more invalid dimensions \
+         (dimensions must be non-negative)"
     );
     let e = decode_grpc_request(
         request(
@@ -350,6 +351,7 @@ fn infer_request(outputs: &[&str]) -> InferRequest {
             .map(|n| RequestedOutput {
                 name: (*n).into(),
                 binary_data: None,
+                classification: None,
                 parameters: Parameters::new(),
             })
             .collect(),

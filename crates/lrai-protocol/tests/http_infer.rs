@@ -1,13 +1,13 @@
-//! HTTP inference bodies: JSON, binary tensor extension, raw binary; every error path.
+//! HTTP inference bodies: JSON and the binary tensor extension; every error path. Raw
+//! binary requests are in raw_binary.rs.
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
+use lrai_core::Tensor;
 use lrai_core::half::f16;
-use lrai_core::{DataType, Dim, Tensor};
 use lrai_protocol::{
     InferRequest, InferResponse, Limits, ParamValue, Parameters, ProtocolError, RequestParameters,
-    RequestedOutput, decode_http_json_and_binary, decode_http_response, decode_raw_binary,
-    encode_http_response,
+    RequestedOutput, decode_http_json_and_binary, decode_http_response, encode_http_response,
 };
 use serde_json::{Value, json};
 
@@ -27,10 +27,6 @@ fn binary_body(head: &Value, parts: &[&[u8]]) -> (Bytes, usize) {
         buf.extend_from_slice(p);
     }
     (Bytes::from(buf), n)
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 #[test]
@@ -232,12 +228,123 @@ fn rejects_missing_fields_and_bad_shapes() {
         err_json(
             r#"{"inputs": [{"name": "x", "shape": [-1, 2], "datatype": "FP32", "data": []}]}"#
         ),
-        "input 'x': invalid shape [-1,2]: dimensions must be non-negative"
+        "invalid shape for input 'x': shape [-1,2] contains one or more invalid dimensions \
+         (dimensions must be non-negative)"
+    );
+    assert_eq!(
+        err_json(r#"{"inputs": [{"name": "x", "shape": [1.5], "datatype": "FP32", "data": []}]}"#),
+        "invalid shape for input 'x': shape [1.5] contains one or more invalid dimensions \
+         (dimensions must be integers)"
     );
     let e = err_json(
         r#"{"inputs": [{"name": "x", "shape": [4294967296, 4294967296, 4294967296], "datatype": "FP32", "data": []}]}"#,
     );
-    assert!(e.contains("overflows"), "{e}");
+    assert_eq!(
+        e,
+        "invalid shape for input 'x': shape [4294967296,4294967296,4294967296] causes total \
+         element count to exceed maximum size of 9223372036854775807"
+    );
+    // Triton's limit is i64::MAX elements, below what a 64-bit usize product allows.
+    let e = err_json(
+        r#"{"inputs": [{"name": "x", "shape": [4294967296, 3000000000], "datatype": "FP32", "data": []}]}"#,
+    );
+    assert!(
+        e.contains("exceed maximum size of 9223372036854775807"),
+        "{e}"
+    );
+}
+
+/// `data` for one value inside `levels` nested arrays.
+fn nested(levels: usize, value: &str) -> String {
+    format!("{}{value}{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+#[test]
+fn nests_data_up_to_tritons_limit() {
+    // 99 arrays: the value sits at depth 99, the deepest Triton reads.
+    for (dtype, value) in [
+        ("FP32", "1.5"),
+        ("FP64", "1.5"),
+        ("INT64", "7"),
+        ("BYTES", "\"s\""),
+    ] {
+        let data = nested(99, value);
+        let req = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "{dtype}", "data": {data}}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(req.inputs[0].tensor.len(), 1, "{dtype}");
+        // Also when `data` comes before `datatype` (read later from its text).
+        decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "data": {data}, "shape": [1], "datatype": "{dtype}"}}]}}"#
+        ))
+        .unwrap();
+    }
+    // Empty arrays count only as deep as they go: 100 of them reach depth 99 (101 do not
+    // pass, below).
+    decode_json(&format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [0], "datatype": "FP32", "data": {}}}]}}"#,
+        nested(100, "")
+    ))
+    .unwrap();
+    // Nesting outside `data` is not limited (Triton's parser is iterative too).
+    let deep = nested(5000, "1");
+    let req = decode_json(&format!(
+        r#"{{"extra": {deep}, "inputs": [{{"name": "x", "shape": [1], "datatype": "FP32", "data": [2]}}],
+            "outputs": [{{"name": "y", "extra": {deep}}}]}}"#
+    ))
+    .unwrap();
+    assert_eq!(req.outputs[0].name, "y");
+}
+
+#[test]
+fn refuses_data_nested_deeper_than_tritons_limit() {
+    let want = "JSON nesting depth exceeds maximum allowed limit (100) in the data of input 'x'; \
+                send the values as a flat array in row-major order";
+    let cases = [
+        ("FP32", "1"),
+        ("FP64", "1"),
+        ("UINT8", "1"),
+        ("BOOL", "true"),
+        ("BYTES", "\"s\""),
+    ];
+    for (dtype, value) in cases {
+        // 100 arrays: the value would sit at depth 100.
+        let data = nested(100, value);
+        let e = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "{dtype}", "data": {data}}}]}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::JsonDepth { limit: 100, .. }),
+            "{dtype}: {e:?}"
+        );
+        assert_eq!(e.to_string(), want, "{dtype}");
+        let e = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "data": {data}, "datatype": "{dtype}", "shape": [1]}}]}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.to_string(), want, "{dtype}, data first");
+    }
+    let e = decode_json(&format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [0], "datatype": "FP32", "data": {}}}]}}"#,
+        nested(101, "")
+    ))
+    .unwrap_err();
+    assert!(matches!(e, ProtocolError::JsonDepth { .. }), "{e:?}");
+    // Far deeper than any stack could recurse: refused at depth 100, not a crash. FP64
+    // re-reads each row from its text, so it is the case that must not recurse.
+    for dtype in ["FP64", "FP32"] {
+        let data = nested(200_000, "1");
+        let e = decode_json(&format!(
+            r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "{dtype}", "data": {data}}}]}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::JsonDepth { .. }),
+            "{dtype}: {e:?}"
+        );
+    }
 }
 
 #[test]
@@ -257,7 +364,7 @@ fn requires_exactly_one_data_source() {
 }
 
 #[test]
-fn rejects_shared_memory_classification_and_duplicates() {
+fn rejects_shared_memory_and_duplicates() {
     let e = err_json(
         r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",
              "parameters": {"shared_memory_region": "r"}}]}"#,
@@ -269,17 +376,18 @@ fn rejects_shared_memory_classification_and_duplicates() {
         "{e}"
     );
     let e = err_json(
-        r#"{"inputs": [], "outputs": [{"name": "y", "parameters": {"classification": 3}}]}"#,
-    );
-    assert!(
-        e.contains("classification") && e.contains("output 'y'"),
-        "{e}"
-    );
-    let e = err_json(
         r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]},
                        {"name": "x", "shape": [1], "datatype": "FP32", "data": [2]}]}"#,
     );
-    assert_eq!(e, "input 'x' appears more than once");
+    assert_eq!(
+        e,
+        "input 'x' already exists in request; name each tensor once"
+    );
+    let e = err_json(r#"{"inputs": [], "outputs": [{"name": "y"}, {"name": "y"}]}"#);
+    assert_eq!(
+        e,
+        "output 'y' already exists in request; name each tensor once"
+    );
     let e =
         err_json(r#"{"inputs": [], "outputs": [{"name": "y", "parameters": {"binary_data": 1}}]}"#);
     assert_eq!(e, "parameter 'binary_data' must be true or false, got 1");
@@ -393,39 +501,6 @@ fn explains_framing_mistakes() {
     assert!(matches!(e, ProtocolError::Json { .. }), "{e:?}");
 }
 
-#[test]
-fn raw_binary_fills_the_single_input() {
-    let data = Bytes::from(f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-    let dims = [Dim::Fixed(1), Dim::Symbol("n".into()), Dim::Fixed(3)];
-    let req = decode_raw_binary(data.clone(), "x", DataType::F32, &dims).unwrap();
-    assert_eq!(req.inputs[0].tensor.shape(), &[1, 2, 3]);
-    assert!(req.parameters.binary_data_output);
-    assert_eq!(req.inputs[0].tensor.data().as_ptr(), data.as_ptr());
-
-    let req = decode_raw_binary(data.clone(), "x", DataType::F32, &[Dim::Fixed(6)]).unwrap();
-    assert_eq!(req.inputs[0].tensor.shape(), &[6]);
-
-    let e = decode_raw_binary(data.clone(), "x", DataType::F32, &[Dim::Fixed(5)]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "input 'x': raw binary request of 24 bytes: FP32 [5] needs 20 bytes"
-    );
-    let e = decode_raw_binary(data.clone(), "x", DataType::F32, &[Dim::Any, Dim::Fixed(5)])
-        .unwrap_err();
-    assert!(e.to_string().contains("not a multiple of 20 bytes"), "{e}");
-    let e = decode_raw_binary(data, "x", DataType::F32, &[Dim::Any, Dim::Any]).unwrap_err();
-    assert!(e.to_string().contains("2 variable dimensions"), "{e}");
-
-    let s = Bytes::from_static(&[2, 0, 0, 0, b'h', b'i']);
-    let req = decode_raw_binary(s.clone(), "s", DataType::Bytes, &[Dim::Any]).unwrap();
-    assert_eq!(
-        req.inputs[0].tensor.byte_strings().unwrap(),
-        vec![b"hi".as_slice()]
-    );
-    let e = decode_raw_binary(s, "s", DataType::Bytes, &[Dim::Fixed(2)]).unwrap_err();
-    assert!(e.to_string().contains("must have shape [1]"), "{e}");
-}
-
 fn response() -> InferResponse {
     InferResponse {
         model_name: "m".into(),
@@ -463,6 +538,7 @@ fn wanted(name: &str, binary_data: Option<bool>) -> RequestedOutput {
     RequestedOutput {
         name: name.into(),
         binary_data,
+        classification: None,
         parameters: Parameters::new(),
     }
 }
@@ -527,7 +603,7 @@ fn requested_outputs_choose_order_and_format() {
     let e = encode_http_response(&response(), &req).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "requested output 'logits' does not exist; available outputs: probs, label"
+        "unexpected inference output 'logits' (available outputs: probs, label)"
     );
 }
 

@@ -4,12 +4,12 @@
 
 use bytes::Bytes;
 use lrai_core::half::{bf16, f16};
-use lrai_core::{DataType, Dim, Tensor};
+use lrai_core::{DataType, Tensor};
 use lrai_protocol::{
-    InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
-    RequestedOutput, decode_grpc_request, decode_grpc_response, decode_http_json_and_binary,
-    decode_http_response, decode_raw_binary, encode_grpc_request, encode_grpc_response,
-    encode_http_request, encode_http_response, pb,
+    InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RawInputSpec,
+    RequestParameters, RequestedOutput, decode_grpc_request, decode_grpc_response,
+    decode_http_json_and_binary, decode_http_response, decode_raw_binary, encode_grpc_request,
+    encode_grpc_response, encode_http_request, encode_http_response, pb,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -101,7 +101,14 @@ fn arb_params() -> impl Strategy<Value = Parameters> {
 fn arb_request(json_safe: bool) -> impl Strategy<Value = InferRequest> {
     (
         vec((arb_tensor(json_safe), arb_params()), 0..4),
-        vec((proptest::option::of(any::<bool>()), arb_params()), 0..3),
+        vec(
+            (
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(1u32..),
+                arb_params(),
+            ),
+            0..3,
+        ),
         proptest::option::of(any::<u32>()),
         proptest::option::of(0u64..=i64::MAX as u64),
         any::<bool>(),
@@ -125,11 +132,14 @@ fn arb_request(json_safe: bool) -> impl Strategy<Value = InferRequest> {
                 outputs: outputs
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (binary_data, parameters))| RequestedOutput {
-                        name: format!("out{i}"),
-                        binary_data,
-                        parameters,
-                    })
+                    .map(
+                        |(i, (binary_data, classification, parameters))| RequestedOutput {
+                            name: format!("out{i}"),
+                            binary_data,
+                            classification,
+                            parameters,
+                        },
+                    )
                     .collect(),
                 parameters: RequestParameters {
                     priority,
@@ -269,10 +279,19 @@ proptest! {
     fn raw_binary_never_panics(
         body in vec(any::<u8>(), 0..64),
         dtype in proptest::sample::select(DataType::ALL.to_vec()),
-        dims in vec(prop_oneof![(0usize..5).prop_map(Dim::Fixed), Just(Dim::Any)], 0..4),
+        dims in vec(prop_oneof![0i64..5, Just(-1i64)], 0..4),
+        batching in any::<bool>(),
     ) {
-        if let Ok(req) = decode_raw_binary(Bytes::from(body.clone()), "x", dtype, &dims) {
-            prop_assert_eq!(req.inputs[0].tensor.data().len(), body.len());
+        let spec = RawInputSpec { model: "m", input: "x", dtype, dims: &dims, batching };
+        if let Ok(req) = decode_raw_binary(Bytes::from(body.clone()), &spec) {
+            let t = &req.inputs[0].tensor;
+            if dtype == DataType::Bytes {
+                // The whole body is the one element.
+                prop_assert_eq!(t.len(), 1);
+                prop_assert_eq!(t.byte_strings().unwrap(), vec![body.as_slice()]);
+            } else {
+                prop_assert_eq!(t.data().len(), body.len());
+            }
         }
     }
 

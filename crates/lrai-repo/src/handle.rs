@@ -39,6 +39,8 @@ pub struct ModelHandle {
     pub(crate) metrics: Arc<ModelMetrics>,
     /// What quantize-at-load did, when the config asked for it.
     pub(crate) prepared: Option<crate::Prepared>,
+    /// Class labels of the outputs with a `label_filename`, read at load.
+    pub(crate) labels: crate::OutputLabels,
 }
 
 impl ModelHandle {
@@ -60,6 +62,12 @@ impl ModelHandle {
     /// The quantize-at-load result this version serves, if any.
     pub fn prepared(&self) -> Option<&crate::Prepared> {
         self.prepared.as_ref()
+    }
+
+    /// Class labels of the outputs that have a `label_filename` (the classification
+    /// extension), read once at load.
+    pub fn labels(&self) -> &crate::OutputLabels {
+        &self.labels
     }
 
     /// Inputs as KServe metadata shows them.

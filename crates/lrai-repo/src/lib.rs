@@ -20,6 +20,7 @@ use lrai_core::{DataType, Dim};
 
 pub mod config;
 mod handle;
+mod labels;
 mod loader;
 mod prepare;
 mod repository;
@@ -27,6 +28,7 @@ mod reshape;
 mod warmup;
 
 pub use handle::{ModelHandle, TensorMeta};
+pub use labels::OutputLabels;
 // The errors a request can come back with, so the protocol layer can map each to a status.
 pub use loader::LoadSettings;
 pub use lrai_backend::BackendError;
@@ -268,24 +270,37 @@ pub enum RepoError {
         /// Why.
         reason: String,
     },
-    /// No such model.
-    #[error("unknown model '{name}' (models: {available})")]
+    /// No such model (Triton's wording first: core `src/model_repository_manager/`).
+    #[error("Request for unknown model: '{name}' is not found (models: {available})")]
     ModelNotFound {
         /// Requested name.
         name: String,
         /// Models in the table, comma-separated.
         available: String,
     },
-    /// The version is not a number.
-    #[error("model '{name}': version '{version}' is not a version number")]
+    /// A model name the repository API refuses: empty, or a path rather than a name
+    /// (Triton's wording: `ValidateModelName` in core `src/model_repository_manager/`).
+    #[error("{}", invalid_model_name_text(name))]
+    InvalidModelName {
+        /// The name given.
+        name: String,
+    },
+    /// The version is not a number (Triton's wording: server `src/common.cc`).
+    #[error(
+        "failed to get model version from specified version string '{version}' for model \
+         '{name}', version should be an integral value > 0"
+    )]
     BadVersion {
         /// Model name.
         name: String,
         /// Given version.
         version: String,
     },
-    /// No such READY version.
-    #[error("model '{name}' has no ready version {version} (ready versions: {ready})")]
+    /// No such READY version (Triton's wording first).
+    #[error(
+        "Request for unknown model: '{name}' version {version} is not found (ready versions: \
+         {ready})"
+    )]
     VersionNotFound {
         /// Model name.
         name: String,
@@ -294,8 +309,8 @@ pub enum RepoError {
         /// READY versions, comma-separated.
         ready: String,
     },
-    /// The model is in the table but has no READY version.
-    #[error("model '{name}' is not ready: {reason}")]
+    /// The model is in the table but has no READY version (Triton's wording first).
+    #[error("Request for unknown model: '{name}' has no available versions (not ready: {reason})")]
     ModelUnavailable {
         /// Model name.
         name: String,
@@ -368,8 +383,9 @@ pub enum RepoError {
         "model control is disabled (--model-control-mode none); restart with --model-control-mode explicit to load or unload models through the API"
     )]
     ControlDisabled,
-    /// A request names an input the model doesn't have.
-    #[error("model '{model}' has no input '{input}' (inputs: {expected})")]
+    /// A request names an input the model doesn't have (Triton's wording: core
+    /// `src/model.cc`).
+    #[error("unexpected inference input '{input}' for model '{model}' (its inputs: {expected})")]
     InputUnknown {
         /// Model name.
         model: String,
@@ -422,6 +438,18 @@ pub enum RepoError {
     /// The scheduler or execution layer failed the request.
     #[error(transparent)]
     Sched(#[from] lrai_sched::SchedError),
+}
+
+fn invalid_model_name_text(name: &str) -> String {
+    if name.trim().is_empty() {
+        "Model name cannot be empty. Please enter a valid name to deploy.".to_string()
+    } else {
+        format!(
+            "invalid model name '{name}', model name must not contain path traversal \
+             characters (a model is a directory directly under the repository: no '/', '\\', \
+             or leading '.')"
+        )
+    }
 }
 
 /// Result with [`RepoError`].

@@ -161,6 +161,8 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
     let version = job.version;
     let settings = job.settings.clone();
     let metrics = job.metrics.clone();
+    let model_dir = job.root.join(&job.name);
+    let labels = crate::labels::load_labels(&model_dir, &name, job.config.as_ref()).await?;
     let built = tokio::task::spawn_blocking(move || build_sessions(&job))
         .await
         .map_err(|e| RepoError::LoadPanicked {
@@ -223,6 +225,7 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
         scheduler,
         metrics: mm,
         prepared: built.prepared,
+        labels,
     }))
 }
 

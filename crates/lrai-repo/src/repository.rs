@@ -234,8 +234,14 @@ impl Repository {
     pub async fn load_model(&self, name: &str) -> Result<()> {
         // A name with no directory never enters the table: a typo must not leave an
         // UNAVAILABLE entry behind that turns server readiness false.
-        let bad_name = name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.');
-        if bad_name || !self.config.root.join(name).is_dir() {
+        let bad_name =
+            name.trim().is_empty() || name.contains(['/', '\\']) || name.starts_with('.');
+        if bad_name {
+            return Err(RepoError::InvalidModelName {
+                name: name.to_string(),
+            });
+        }
+        if !self.config.root.join(name).is_dir() {
             return Err(RepoError::ModelNotFound {
                 name: name.to_string(),
                 available: self.names().join(", "),

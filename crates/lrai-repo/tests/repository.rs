@@ -148,7 +148,7 @@ async fn checks_inputs_against_the_config_with_the_batch_dimension_explained() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "model 'digits_mlp' has no input 'pixels' (inputs: input)"
+        "unexpected inference input 'pixels' for model 'digits_mlp' (its inputs: input)"
     );
     let err = h.check_inputs(digits_input(65)).unwrap_err();
     assert!(
@@ -160,12 +160,20 @@ async fn checks_inputs_against_the_config_with_the_batch_dimension_explained() {
     let err = r.get("digits_mlp", Some("2")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "model 'digits_mlp' has no ready version 2 (ready versions: 1)"
+        "Request for unknown model: 'digits_mlp' version 2 is not found (ready versions: 1)"
     );
     let err = r.get("digits_mlp", Some("latest")).unwrap_err();
     assert!(matches!(err, RepoError::BadVersion { .. }));
+    assert_eq!(
+        err.to_string(),
+        "failed to get model version from specified version string 'latest' for model \
+         'digits_mlp', version should be an integral value > 0"
+    );
     let err = r.get("nope", None).unwrap_err();
-    assert_eq!(err.to_string(), "unknown model 'nope' (models: digits_mlp)");
+    assert_eq!(
+        err.to_string(),
+        "Request for unknown model: 'nope' is not found (models: digits_mlp)"
+    );
     r.shutdown().await;
 }
 

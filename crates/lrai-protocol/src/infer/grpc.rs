@@ -8,13 +8,14 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use lrai_core::{DataType, Tensor, shape::element_count};
+use lrai_core::{DataType, Tensor};
 
 use super::{
     InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
-    RequestedOutput, check_supported, check_unique, select_outputs,
+    RequestedOutput, Wire, check_supported, check_unique, element_count, select_outputs,
+    take_classification,
 };
-use crate::error::{ProtocolError, Result, Role, TensorRef};
+use crate::error::{ProtocolError, Result, Role, ShapeProblem, TensorRef};
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 
@@ -82,7 +83,7 @@ impl PbTensor {
                 tensor: tensor.clone(),
                 given: datatype.to_string(),
             })?;
-        let bad_shape = |reason| ProtocolError::BadShape {
+        let bad_shape = |problem| ProtocolError::BadShape {
             tensor: tensor.clone(),
             shape: format!(
                 "[{}]",
@@ -92,14 +93,13 @@ impl PbTensor {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
-            reason,
+            problem,
         };
         let shape: Vec<usize> = shape
             .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| bad_shape("dimensions must be non-negative")))
+            .map(|&d| usize::try_from(d).map_err(|_| bad_shape(ShapeProblem::Negative)))
             .collect::<Result<_>>()?;
-        let count =
-            element_count(&shape).ok_or_else(|| bad_shape("its element count overflows"))?;
+        let count = element_count(&shape).ok_or_else(|| bad_shape(ShapeProblem::Overflow))?;
         limits.check(&tensor, count)?;
         Ok(PbTensor {
             tensor,
@@ -315,12 +315,15 @@ pub fn decode_grpc_request(req: pb::ModelInferRequest, limits: &Limits) -> Resul
         .into_iter()
         .map(|o| {
             let mut parameters = params_from_pb(o.parameters)?;
-            check_supported(&parameters, &TensorRef::output(&o.name))?;
+            let tensor = TensorRef::output(&o.name);
+            check_supported(&parameters, &tensor)?;
+            let classification = take_classification(&mut parameters, &tensor, Wire::Grpc)?;
             // An HTTP notion; meaningless here, and kept out of `parameters` as on HTTP.
             parameters.remove("binary_data");
             Ok(RequestedOutput {
                 name: o.name,
                 binary_data: None,
+                classification,
                 parameters,
             })
         })
@@ -399,9 +402,16 @@ pub fn encode_grpc_request(req: &InferRequest) -> pb::ModelInferRequest {
         outputs: req
             .outputs
             .iter()
-            .map(|o| pb::model_infer_request::InferRequestedOutputTensor {
-                name: o.name.clone(),
-                parameters: params_to_pb(&o.parameters),
+            .map(|o| {
+                let mut parameters = o.parameters.clone();
+                // Triton's gRPC server reads it only as an int64_param.
+                if let Some(n) = o.classification {
+                    parameters.insert("classification".into(), ParamValue::Int(i64::from(n)));
+                }
+                pb::model_infer_request::InferRequestedOutputTensor {
+                    name: o.name.clone(),
+                    parameters: params_to_pb(&parameters),
+                }
             })
             .collect(),
         raw_input_contents: req.inputs.iter().map(|i| i.tensor.data().clone()).collect(),

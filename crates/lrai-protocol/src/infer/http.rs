@@ -1,19 +1,19 @@
-//! HTTP bodies: JSON, JSON followed by binary tensors (Triton's binary tensor data
-//! extension), and raw binary requests.
+//! HTTP bodies: JSON, and JSON followed by binary tensors (Triton's binary tensor data
+//! extension). Raw binary requests are in `http_raw`.
 //!
 //! A body with binary tensors is the JSON document, `Inference-Header-Content-Length`
 //! bytes long, followed by each binary tensor's bytes in the order the tensors appear
 //! in the JSON. Binary inputs become `Bytes::slice`s of the body: no copy.
 
 use bytes::Bytes;
-use lrai_core::{DataType, Dim, Tensor, format_dims, shape::element_count};
+use lrai_core::{DataType, Tensor, shape::element_count};
 use serde::Serialize;
 
 use super::http_json::{Ctx, JsonTensor, Payload, RequestSeed, ResponseSeed};
 use super::json_data::{JsonData, bytes_are_utf8};
 use super::{
     InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
-    RequestedOutput, check_supported, check_unique, select_outputs,
+    RequestedOutput, Wire, check_supported, check_unique, select_outputs, take_classification,
 };
 use crate::error::{ProtocolError, Result, Role, TensorRef};
 
@@ -153,6 +153,7 @@ pub fn decode_http_json_and_binary(
             let tensor = TensorRef::output(&o.name);
             let mut parameters = o.parameters;
             check_supported(&parameters, &tensor)?;
+            let classification = take_classification(&mut parameters, &tensor, Wire::Http)?;
             let binary_data = match parameters.remove("binary_data") {
                 None => None,
                 Some(v) => Some(v.as_bool().ok_or_else(|| ProtocolError::BadParameter {
@@ -164,6 +165,7 @@ pub fn decode_http_json_and_binary(
             Ok(RequestedOutput {
                 name: o.name,
                 binary_data,
+                classification,
                 parameters,
             })
         })
@@ -176,92 +178,6 @@ pub fn decode_http_json_and_binary(
         inputs,
         outputs,
         parameters: RequestParameters::from_parameters(doc.parameters)?,
-    })
-}
-
-/// Decodes a raw binary request (`Inference-Header-Content-Length: 0`): the body is the
-/// bytes of the model's single input. `dims` is that input's full shape as a request
-/// must have it (for a batching model, `Fixed(1)` for the batch dimension: Triton
-/// treats raw requests as batch 1). Non-BYTES inputs may have at most one variable
-/// dimension, which the byte count decides; a BYTES input's shape becomes `[1]`, so
-/// its dims must all be 1 or variable. All outputs are returned as binary data.
-///
-/// # Errors
-/// [`ProtocolError::RawBinary`] when the bytes cannot fill the shape,
-/// [`ProtocolError::Tensor`] for malformed BYTES data.
-pub fn decode_raw_binary(
-    body: Bytes,
-    input_name: &str,
-    dtype: DataType,
-    dims: &[Dim],
-) -> Result<InferRequest> {
-    let tensor = TensorRef::input(input_name);
-    let raw_err = |reason: String| ProtocolError::RawBinary {
-        tensor: tensor.clone(),
-        bytes: body.len(),
-        reason,
-    };
-    let shape = match dtype.size() {
-        None => {
-            if dims.iter().any(|d| d.fixed().is_some_and(|n| n != 1)) {
-                return Err(raw_err(format!(
-                    "a BYTES input must have shape [1], the model declares {}",
-                    format_dims(dims)
-                )));
-            }
-            vec![1; dims.len()]
-        }
-        Some(elem) => {
-            let fixed: usize = dims.iter().filter_map(Dim::fixed).product();
-            let row = fixed.saturating_mul(elem);
-            let free = dims.iter().filter(|d| d.fixed().is_none()).count();
-            let var = match free {
-                0 if row == body.len() => 0,
-                0 => {
-                    return Err(raw_err(format!(
-                        "{dtype} {} needs {row} bytes",
-                        format_dims(dims)
-                    )));
-                }
-                1 if row == 0 => {
-                    return Err(raw_err(format!(
-                        "{} has a zero dimension, so the variable one cannot be inferred",
-                        format_dims(dims)
-                    )));
-                }
-                1 if body.len().is_multiple_of(row) => body.len() / row,
-                1 => {
-                    return Err(raw_err(format!(
-                        "not a multiple of {row} bytes ({dtype} {} with one variable dimension)",
-                        format_dims(dims)
-                    )));
-                }
-                _ => {
-                    return Err(raw_err(format!(
-                        "{} has {free} variable dimensions; a raw binary request allows one",
-                        format_dims(dims)
-                    )));
-                }
-            };
-            dims.iter().map(|d| d.fixed().unwrap_or(var)).collect()
-        }
-    };
-    let tensor =
-        Tensor::new(dtype, shape, body).map_err(|error| ProtocolError::Tensor { tensor, error })?;
-    Ok(InferRequest {
-        model_name: String::new(),
-        model_version: String::new(),
-        id: String::new(),
-        inputs: vec![InferInput {
-            name: input_name.to_string(),
-            tensor,
-            parameters: Parameters::new(),
-        }],
-        outputs: Vec::new(),
-        parameters: RequestParameters {
-            binary_data_output: true,
-            ..RequestParameters::default()
-        },
     })
 }
 
@@ -431,6 +347,9 @@ pub fn encode_http_request(
             let mut parameters = o.parameters.clone();
             if let Some(b) = o.binary_data {
                 parameters.insert("binary_data".into(), ParamValue::Bool(b));
+            }
+            if let Some(n) = o.classification {
+                parameters.insert("classification".into(), ParamValue::UInt(u64::from(n)));
             }
             RequestedOutputOut {
                 name: &o.name,

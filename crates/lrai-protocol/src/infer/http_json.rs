@@ -12,14 +12,14 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use lrai_core::{DataType, Tensor, shape::element_count};
+use lrai_core::{DataType, Tensor};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::json_data::{DataSpec, ParsedData, parse_data};
-use super::{Limits, ParamValue, Parameters, check_supported};
-use crate::error::{ProtocolError, Result, Role, TensorRef};
+use super::json_data::{DataSpec, MAX_JSON_DEPTH, ParsedData, parse_data};
+use super::{Limits, ParamValue, Parameters, check_supported, element_count};
+use crate::error::{ProtocolError, Result, Role, ShapeProblem, TensorRef};
 
 /// Decoding context shared by every visitor of one document.
 pub(crate) struct Ctx<'a> {
@@ -336,12 +336,7 @@ impl TensorSeed<'_, '_> {
                 dtype,
             });
         }
-        Ok(DataSpec {
-            tensor,
-            dtype,
-            expected: count,
-            prealloc: self.ctx.prealloc,
-        })
+        Ok(DataSpec::new(tensor, dtype, count, self.ctx.prealloc))
     }
 
     fn dtype(&self, tensor: &TensorRef, given: &str) -> Result<DataType> {
@@ -356,7 +351,7 @@ impl TensorSeed<'_, '_> {
         let count = element_count(shape).ok_or_else(|| ProtocolError::BadShape {
             tensor: tensor.clone(),
             shape: lrai_core::format_shape(shape),
-            reason: "its element count overflows",
+            problem: ShapeProblem::Overflow,
         })?;
         self.ctx.limits.check(tensor, count)?;
         Ok(count)
@@ -423,7 +418,14 @@ impl<'de> Visitor<'de> for TensorSeed<'_, '_> {
                                     self.spec(&tensor, dtype, count)
                                 })
                                 .map_err(|e| ctx.fail::<A::Error>(e))?;
-                            Data::Parsed(map.next_value_seed(DataSeed(&spec))?)
+                            let parsed = map.next_value_seed(DataSeed(&spec)).map_err(|e| {
+                                if spec.too_deep.get() {
+                                    ctx.fail(too_deep(&tensor))
+                                } else {
+                                    e
+                                }
+                            })?;
+                            Data::Parsed(parsed)
                         }
                         _ => Data::Raw(map.next_value()?),
                     });
@@ -498,7 +500,13 @@ impl TensorSeed<'_, '_> {
             (Some(Data::Raw(raw)), None) => {
                 let spec = self.spec(&tensor, dtype, count)?;
                 let mut de = serde_json::Deserializer::from_str(raw.get());
-                let parsed = parse_data(&mut de, &spec).map_err(|e| ProtocolError::json(&e))?;
+                let parsed = parse_data(&mut de, &spec).map_err(|e| {
+                    if spec.too_deep.get() {
+                        too_deep(&tensor)
+                    } else {
+                        ProtocolError::json(&e)
+                    }
+                })?;
                 Payload::Inline(self.finish_data(&tensor, dtype, &shape, parsed, count)?)
             }
         };
@@ -509,6 +517,13 @@ impl TensorSeed<'_, '_> {
             parameters,
             payload,
         })
+    }
+}
+
+fn too_deep(tensor: &TensorRef) -> ProtocolError {
+    ProtocolError::JsonDepth {
+        tensor: tensor.clone(),
+        limit: MAX_JSON_DEPTH,
     }
 }
 
@@ -548,10 +563,10 @@ impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_, '_> {
             match n.as_u64().and_then(|v| usize::try_from(v).ok()) {
                 Some(v) => shape.push(v),
                 None => {
-                    let reason = if n.is_f64() {
-                        "dimensions must be integers"
+                    let problem = if n.is_f64() {
+                        ShapeProblem::NotInteger
                     } else {
-                        "dimensions must be non-negative"
+                        ShapeProblem::Negative
                     };
                     return Err(self.ctx.fail(ProtocolError::BadShape {
                         tensor: self.tensor.clone(),
@@ -562,7 +577,7 @@ impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_, '_> {
                                 .collect::<Vec<_>>()
                                 .join(",")
                         ),
-                        reason,
+                        problem,
                     }));
                 }
             }

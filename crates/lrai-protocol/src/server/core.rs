@@ -14,11 +14,14 @@ use crate::kserve::{
 };
 use crate::server::ServerState;
 use crate::server::error::{Result, ServerError};
-use crate::{InferRequest, InferResponse};
+use crate::{
+    InferRequest, InferResponse, ProtocolError, RequestedOutput, TensorRef, classifiable, classify,
+};
 
 /// Extensions advertised in server metadata: what tritonclient and perf_analyzer may use.
 pub(crate) const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
+    "classification",
     "model_configuration",
     "model_repository",
     "model_repository(unload_dependents)",
@@ -116,20 +119,7 @@ pub(crate) async fn infer(
 }
 
 async fn run(h: &ModelHandle, req: &mut InferRequest) -> Result<Vec<(String, lrai_core::Tensor)>> {
-    for o in &req.outputs {
-        if !h.outputs().iter().any(|m| m.name == o.name) {
-            return Err(ServerError::UnknownOutput {
-                model: h.name().to_string(),
-                output: o.name.clone(),
-                available: h
-                    .outputs()
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    }
+    check_requested_outputs(h, &req.outputs)?;
     let inputs = std::mem::take(&mut req.inputs)
         .into_iter()
         .map(|i| (i.name, i.tensor))
@@ -141,7 +131,57 @@ async fn run(h: &ModelHandle, req: &mut InferRequest) -> Result<Vec<(String, lra
     let out = h
         .infer(inputs, req.parameters.priority, timeout, span)
         .await?;
-    Ok(out.outputs)
+    let mut outputs = out.outputs;
+    classify_outputs(h, &req.outputs, &mut outputs)?;
+    Ok(outputs)
+}
+
+/// Every requested output exists, and can be classified when that is asked: checked
+/// before the model runs (Triton finds an unclassifiable type only after).
+fn check_requested_outputs(h: &ModelHandle, wanted: &[RequestedOutput]) -> Result<()> {
+    for o in wanted {
+        let Some(meta) = h.outputs().iter().find(|m| m.name == o.name) else {
+            return Err(ServerError::UnknownOutput {
+                model: h.name().to_string(),
+                output: o.name.clone(),
+                available: h
+                    .outputs()
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        if o.classification.is_some() && !classifiable(meta.datatype) {
+            return Err(ProtocolError::ClassificationType {
+                tensor: TensorRef::output(&o.name),
+                dtype: meta.datatype,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Replaces each output the request asked to classify with its top classes, labelled
+/// from the output's `label_filename` (read at load). Done once here, for both
+/// protocols.
+fn classify_outputs(
+    h: &ModelHandle,
+    wanted: &[RequestedOutput],
+    outputs: &mut [(String, lrai_core::Tensor)],
+) -> Result<()> {
+    let batched = h.max_batch_size() > 0;
+    for o in wanted {
+        let Some(count) = o.classification else {
+            continue;
+        };
+        if let Some((name, tensor)) = outputs.iter_mut().find(|(n, _)| *n == o.name) {
+            let labels = h.labels().get(name).unwrap_or_default();
+            *tensor = classify(name, tensor, count, batched, labels)?;
+        }
+    }
+    Ok(())
 }
 
 fn dur(d: lrai_monitor::StatDuration) -> StatisticDuration {

@@ -37,9 +37,11 @@ pub enum ServerError {
         /// What is wrong.
         reason: String,
     },
-    /// Raw binary requests need a model with exactly one input.
+    /// Raw binary requests need a model with exactly one input (Triton's wording first).
     #[error(
-        "model '{model}' has {inputs} inputs; a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one"
+        "Raw request must only have 1 input (found 1) to be deduced but got {inputs} inputs in \
+         '{model}' model configuration; a raw binary request (Inference-Header-Content-Length: \
+         0) carries one input's data, so send a JSON request or use the binary tensor extension"
     )]
     RawBinaryInputs {
         /// Model name.
@@ -47,8 +49,10 @@ pub enum ServerError {
         /// Its inputs.
         inputs: usize,
     },
-    /// A requested output the model doesn't have.
-    #[error("model '{model}' has no output '{output}' (outputs: {available})")]
+    /// A requested output the model doesn't have (Triton's wording: core `src/model.cc`).
+    #[error(
+        "unexpected inference output '{output}' for model '{model}' (its outputs: {available})"
+    )]
     UnknownOutput {
         /// Model name.
         model: String,
@@ -93,6 +97,7 @@ fn protocol_class(e: &ProtocolError) -> Class {
         | ProtocolError::MissingField { .. }
         | ProtocolError::UnknownDatatype { .. }
         | ProtocolError::HalfInJson { .. }
+        | ProtocolError::JsonDepth { .. }
         | ProtocolError::ElementCount { .. }
         | ProtocolError::TooManyElements { .. }
         | ProtocolError::BadShape { .. }
@@ -107,11 +112,16 @@ fn protocol_class(e: &ProtocolError) -> Class {
         | ProtocolError::HalfInContents { .. }
         | ProtocolError::ValueRange { .. }
         | ProtocolError::Tensor { .. }
-        | ProtocolError::RawBinary { .. }
+        | ProtocolError::RawShape { .. }
+        | ProtocolError::RawBytesShape { .. }
+        | ProtocolError::RawSize { .. }
         | ProtocolError::DuplicateTensor { .. }
         | ProtocolError::BadParameter { .. }
         | ProtocolError::ReservedParameter { .. }
         | ProtocolError::UnknownOutput { .. }
+        | ProtocolError::BadClassification { .. }
+        | ProtocolError::ClassificationType { .. }
+        | ProtocolError::ClassificationTooLarge { .. }
         | ProtocolError::NonUtf8Bytes { .. } => Class::Invalid,
     }
 }
@@ -164,6 +174,7 @@ fn repo_class(e: &RepoError) -> Class {
         RepoError::Backend { source, .. } => backend_class(source),
         RepoError::Sched(e) => sched_class(e),
         RepoError::Syntax { .. }
+        | RepoError::InvalidModelName { .. }
         | RepoError::FieldType { .. }
         | RepoError::DuplicateField { .. }
         | RepoError::OneofConflict { .. }

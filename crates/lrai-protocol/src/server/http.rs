@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use lrai_core::Dim;
 use lrai_monitor::{Metrics, Protocol};
 use serde::Serialize;
 
@@ -18,7 +17,7 @@ use super::ServerState;
 use super::core;
 use super::error::{Result, ServerError};
 use crate::kserve::{ErrorBody, RepositoryIndexRequest, RepositoryModelRequest};
-use crate::{decode_http_json_and_binary, decode_raw_binary, encode_http_response};
+use crate::{RawInputSpec, decode_http_json_and_binary, decode_raw_binary, encode_http_response};
 
 type St = State<Arc<ServerState>>;
 
@@ -308,24 +307,21 @@ async fn infer_common(
     let mut req = if header_len == Some(0) {
         // Raw binary: the body is the one input's bytes; its shape comes from the model.
         let h = core::handle(s, &model, &version)?;
-        let [input] = h.inputs() else {
+        let [input] = h.config().input.as_slice() else {
             return Err(ServerError::RawBinaryInputs {
                 model: h.name().to_string(),
-                inputs: h.inputs().len(),
+                inputs: h.config().input.len(),
             });
         };
-        let batching = h.max_batch_size() > 0;
-        let dims: Vec<Dim> = input
-            .shape
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| match usize::try_from(d) {
-                _ if batching && i == 0 => Dim::Fixed(1),
-                Ok(n) => Dim::Fixed(n),
-                Err(_) => Dim::Any,
-            })
-            .collect();
-        decode_raw_binary(body, &input.name, input.datatype, &dims)?
+        // Triton deduces the shape from the config's dims (and 1 for the batch dimension).
+        let spec = RawInputSpec {
+            model: h.name(),
+            input: &input.name,
+            dtype: input.data_type,
+            dims: &input.dims,
+            batching: h.max_batch_size() > 0,
+        };
+        decode_raw_binary(body, &spec)?
     } else {
         decode_http_json_and_binary(&body, header_len, &s.config.limits)?
     };
