@@ -33,9 +33,9 @@ const ONNX_ML: &[&str] = &[
     "ZipMap",
 ];
 
-/// ONNX Runtime's `com.microsoft` contrib operators that tract implements.
+/// ONNX Runtime's `com.microsoft` contrib operators that tract implements. Not
+/// `Attention`: tract's is ONNX's (opset 23), whose inputs differ from the contrib one's.
 const COM_MICROSOFT: &[&str] = &[
-    "Attention",
     "BiasGelu",
     "FastGelu",
     "GatherBlockQuantized",
@@ -47,6 +47,7 @@ const COM_MICROSOFT: &[&str] = &[
     "RotaryEmbedding",
     "SimplifiedLayerNormalization",
     "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
 ];
 
 /// Default activations of each recurrent op, per direction (ONNX spec).
