@@ -336,6 +336,17 @@ def if_on_value():
                "b8k": {"x": rnd(3), "sr": np.array(8000, np.int64)}}
 
 
+def batchnorm_computed():
+    """BatchNormalization whose mean and variance come in as inputs (tf2onnx's layer norm
+    computes them): tract needs constant parameters, LRAI writes it as arithmetic."""
+    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y"], epsilon=1e-3)
+    m = model([node], [vi("x", T.FLOAT, ["n", 3, "l"]), vi("mean", T.FLOAT, [3]), vi("var", T.FLOAT, [3])],
+              [vi("y", T.FLOAT, ["n", 3, "l"])], opset=15,
+              inits=[init("scale", rnd(3)), init("bias", rnd(3))])
+    return m, {"a": {"x": rnd(2, 3, 4), "mean": rnd(3), "var": np.abs(rnd(3)) + 0.1},
+               "b": {"x": rnd(1, 3, 7), "mean": rnd(3), "var": np.abs(rnd(3)) + 0.5}}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     recurrent_about = "state passed in and out as tensors: same inputs, same outputs, every run"
@@ -366,6 +377,7 @@ def main():
     write_case("shared_symbol_mismatch", *shared_symbol_mismatch(), "a shared dim_param that disagrees: warn, run")
     write_case("scalar_input", *scalar_input(), "a scalar input accepts a one-element [1] tensor")
     write_case("squeeze_no_axes", *squeeze_no_axes(), "opset 11 Squeeze without axes")
+    write_case("batchnorm_computed", *batchnorm_computed(), "BatchNormalization with computed parameters")
     write_case("if_on_value", *if_on_value(), "a scalar input's value picks the If branch (silero's sr)")
     for opset in (15, 18):
         write_case(f"if_squeeze_op{opset}", *if_squeeze(opset), "If with Squeeze branches, shape-derived condition")

@@ -22,6 +22,7 @@ pub mod pb {
 
 pub use pb::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 
+mod batchnorm;
 mod loops;
 pub mod patch;
 pub mod simplify;

@@ -12,6 +12,8 @@
 //!   difference is exact in f32) and leaves tract nothing to fuse.
 //! - **`ai.onnx.ml.Scaler` as arithmetic.** `Y = (X − offset) × scale` in f32, which is
 //!   what ONNX Runtime computes; tract has no `Scaler` (scikit-learn's `StandardScaler`).
+//! - **`BatchNormalization` with computed parameters as arithmetic** (tract folds the
+//!   parameters at load and needs them constant; [`crate::batchnorm`]).
 //! - **`Loop` as `Scan`.** tract has no `Loop`; a counted loop that never stops early (a
 //!   PyTorch `for`) is a `Scan` over `Range(0, M)` ([`crate::loops`]).
 
@@ -90,7 +92,8 @@ pub fn prepare_for_tract(model: &ModelProto) -> Result<Option<Prepared>, GraphEr
     for _ in 0..limit {
         let found = dequantize_before_non_element_wise(&graph)
             .or_else(|| crate::loops::loop_as_scan(&graph, opset))
-            .or_else(|| scaler_as_arithmetic(&graph));
+            .or_else(|| scaler_as_arithmetic(&graph))
+            .or_else(|| crate::batchnorm::computed_batchnorm(&graph));
         let Some((patch, note)) = found else {
             break;
         };
@@ -145,7 +148,7 @@ fn op(node: &NodeProto) -> &str {
     }
 }
 
-fn label(node: &NodeProto) -> String {
+pub(crate) fn label(node: &NodeProto) -> String {
     node.name
         .clone()
         .filter(|n| !n.is_empty())
@@ -327,7 +330,7 @@ fn scaler_as_arithmetic(graph: &GraphProto) -> Option<(GraphPatch, String)> {
     })
 }
 
-fn make(
+pub(crate) fn make(
     name: &str,
     op_type: &str,
     inputs: &[&str],
@@ -344,7 +347,7 @@ fn make(
     }
 }
 
-fn int_attr(name: &str, value: i64) -> AttributeProto {
+pub(crate) fn int_attr(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.to_string()),
         r#type: Some(attribute_proto::AttributeType::Int as i32),
