@@ -353,6 +353,8 @@ def main():
     write_case("lstm_state", *recurrent("LSTM", 4), recurrent_about)
     write_case("gru_state", *recurrent("GRU", 3, extra={"linear_before_reset": 1}), recurrent_about)
     write_case("rnn_state", *recurrent("RNN", 1), recurrent_about)
+    write_case("gru_reverse", *recurrent("GRU", 3, extra={"linear_before_reset": 1, "direction": "reverse"}),
+               recurrent_about + " (reverse: tract ignores direction, so LRAI refuses it there)")
     write_case("scan_state", *scan_state(), recurrent_about)
     write_case("loop_state", *loop_state(), recurrent_about)
     write_case("loop_no_index", *loop_state(reads_index=False), recurrent_about + " (body ignores the index)")

@@ -23,6 +23,8 @@ use ort::value::{DynValue, Tensor as OTensor, TensorElementType, TensorRef, Valu
 
 mod strings;
 
+use crate::guard::{Stage, contain};
+
 use crate::{
     Backend, BackendError, BackendKind, ExecutionProvider, ModelSource, NamedTensors,
     OptimizationLevel, Result, Session, SessionOptions, check_inputs,
@@ -200,6 +202,18 @@ impl Backend for OrtBackend {
     }
 
     fn load(&self, source: &ModelSource, options: &SessionOptions) -> Result<Arc<dyn Session>> {
+        contain(source.name(), BackendKind::OnnxRuntime, Stage::Load, || {
+            self.load_unguarded(source, options)
+        })
+    }
+}
+
+impl OrtBackend {
+    fn load_unguarded(
+        &self,
+        source: &ModelSource,
+        options: &SessionOptions,
+    ) -> Result<Arc<dyn Session>> {
         let name = source.name().to_string();
         let (inputs, outputs) = source.io_specs()?;
         let level = match options.optimization {
@@ -355,6 +369,14 @@ impl Session for OrtSessionImpl {
     }
 
     fn run(&self, inputs: &[(String, LTensor)]) -> Result<NamedTensors> {
+        contain(&self.name, BackendKind::OnnxRuntime, Stage::Run, || {
+            self.run_unguarded(inputs)
+        })
+    }
+}
+
+impl OrtSessionImpl {
+    fn run_unguarded(&self, inputs: &[(String, LTensor)]) -> Result<NamedTensors> {
         let ordered = check_inputs(&self.name, &self.inputs, inputs)?;
         let values: Vec<(&str, SessionInputValue<'_>)> = self
             .inputs

@@ -126,8 +126,12 @@ fn recurrent_gap(node: &NodeProto, op: &str) -> Option<String> {
     if op == "LSTM" && int(node, "input_forget") != 0 {
         return Some("input_forget".into());
     }
-    let direction = strings(node, "direction");
-    if direction.first().is_some_and(|d| d == "reverse") {
+    // `direction` is a single string (attribute field `s`), not a list.
+    let reverse = node
+        .attribute
+        .iter()
+        .any(|a| a.name.as_deref() == Some("direction") && a.s.as_deref() == Some(&b"reverse"[..]));
+    if reverse {
         return Some("direction reverse".into());
     }
     None
@@ -180,7 +184,16 @@ mod tests {
                 .unwrap()
                 .contains("activations [Sigmoid, Relu]")
         );
-        let reverse = node("RNN", "", vec![strs("direction", &["reverse"])]);
+        let reverse = node(
+            "RNN",
+            "",
+            vec![AttributeProto {
+                name: Some("direction".into()),
+                r#type: Some(AttributeType::String as i32),
+                s: Some(b"reverse".to_vec()),
+                ..AttributeProto::default()
+            }],
+        );
         assert!(
             refusal(&reverse, known)
                 .unwrap()
