@@ -13,7 +13,10 @@ Each case is a folder with `model.onnx` and one or more input sets `<set>/{input
   scalars sent as [1];
 - exports tract once failed to load: Squeeze without axes (opset 11), If with Squeeze branches.
 
-Usage: .venv/bin/python scripts/make-backend-fixtures.py
+- models the CLI tests need: tract panicking at load and at run, and one ONNX Runtime
+  can't load (`--cli-only` writes just these).
+
+Usage: .venv/bin/python scripts/make-backend-fixtures.py [--cli-only]
 """
 import json
 import shutil
@@ -347,6 +350,54 @@ def batchnorm_computed():
                "b": {"x": rnd(1, 3, 7), "mean": rnd(3), "var": np.abs(rnd(3)) + 0.5}}
 
 
+# --- models the CLI tests need (tests/cli.rs) ----------------------------------------------
+
+def write_inputs_only(name, m, sets, about, outputs=None):
+    """A case ONNX Runtime can't give references for: the model, its input sets, and the
+    expected outputs where they are computed here (`outputs`: set -> arrays)."""
+    d = OUT / name
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    onnx.save(m, str(d / "model.onnx"))
+    for set_name, feeds in sets.items():
+        (d / set_name).mkdir()
+        save_npz(d / set_name / "inputs.npz", feeds)
+        if outputs and set_name in outputs:
+            save_npz(d / set_name / "outputs.npz", outputs[set_name])
+    (d / "case.json").write_text(json.dumps({"about": about}, indent=2) + "\n")
+
+
+def cli_cases():
+    rng = np.random.default_rng(1414)
+    # tract constant-folds Gather(c, 5) at load and panics on the index
+    # (tract-core gather.rs); ONNX Runtime skips the folding and fails at run.
+    nodes = [helper.make_node("Gather", ["c", "idx"], ["g"], axis=0, name="gather_const"),
+             helper.make_node("Add", ["x", "g"], ["y"], name="add")]
+    m = model(nodes, [vi("x", T.FLOAT, [1])], [vi("y", T.FLOAT, [1])],
+              inits=[init("c", np.float32([1, 2, 3])), init("idx", np.array([5], np.int64))])
+    write_inputs_only("tract_panic_load", m, {"a": {"x": np.float32([1])}},
+                      "tract panics while loading (constant Gather index out of range)")
+    # A strided Conv longer than its input gives tract an empty axis, and Gather panics on
+    # it at run time (n = 1); ONNX Runtime says the input shape is invalid. n = 300 runs.
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], strides=[128], name="conv"),
+             helper.make_node("Gather", ["c", "idx"], ["y"], axis=2, name="gather_first")]
+    w = rng.standard_normal((8, 1, 256)).astype(np.float32)
+    m = model(nodes, [vi("x", T.FLOAT, ["batch", 1, "n"])], [vi("y", T.FLOAT, ["batch", 8])],
+              inits=[init("w", w), init("idx", np.array(0, np.int64))])
+    x300 = rng.standard_normal((1, 1, 300)).astype(np.float32)
+    write_case("tract_panic_run", m, {"n300": {"x": x300}}, "tract panics running it at n = 1")
+    (OUT / "tract_panic_run" / "n1").mkdir()
+    save_npz(OUT / "tract_panic_run" / "n1" / "inputs.npz", {"x": np.ones((1, 1, 1), np.float32)})
+    # ONNX Runtime has no INT16 kernel for Relu (opset 14+), tract has: auto falls back.
+    m = model([helper.make_node("Relu", ["x"], ["y"], name="relu_i16")], [vi("x", T.INT16, ["n"])],
+              [vi("y", T.INT16, ["n"])])
+    x = np.array([-32768, -1, 0, 1, 32767], np.int16)
+    write_inputs_only("ort_no_kernel", m, {"a": {"x": x}},
+                      "ONNX Runtime can't load it (no INT16 Relu kernel); tract runs it",
+                      outputs={"a": {"y": np.maximum(x, 0)}})
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     recurrent_about = "state passed in and out as tensors: same inputs, same outputs, every run"
@@ -383,8 +434,12 @@ def main():
     write_case("if_on_value", *if_on_value(), "a scalar input's value picks the If branch (silero's sr)")
     for opset in (15, 18):
         write_case(f"if_squeeze_op{opset}", *if_squeeze(opset), "If with Squeeze branches, shape-derived condition")
+    cli_cases()
     print(f"fixtures written to {OUT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    # --cli-only: just the CLI cases, leaving the others as committed.
+    cli_cases() if sys.argv[1:] == ["--cli-only"] else main()

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+import dtype_models
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 EXAMPLES = ROOT / "examples" / "models"
@@ -47,6 +49,8 @@ GOOD_MODELS = [
     "lstm_state",
     "text_echo",
     "text_any",
+    *dtype_models.MODELS,
+    *dtype_models.ORT_ONLY,
 ]
 BROKEN_MODEL = "broken"
 
@@ -74,7 +78,8 @@ def good_models() -> list[str]:
     """The models that must become READY on this run's backend."""
     if backend() != "tract":
         return list(GOOD_MODELS)
-    return [m for m in GOOD_MODELS if m not in TRACT_UNLOADABLE]
+    return [m for m in GOOD_MODELS
+            if m not in TRACT_UNLOADABLE and m not in dtype_models.ORT_ONLY]
 
 
 def tract_defect(key: str):
@@ -415,6 +420,7 @@ def build_repository(repo: Path) -> None:
     _write(repo / "types_id" / "config.pbtxt", _types_config())
 
     _add_triton_fixtures(repo)
+    dtype_models.add_dtype_models(repo)
 
 
 RESHAPE_CONFIG = (

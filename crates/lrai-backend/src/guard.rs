@@ -62,8 +62,9 @@ pub fn contain<T>(
         // and a path on the build machine tells them nothing they can use.
         let location = LOCATION.with(|l| l.borrow_mut().take());
         tracing::warn!(model, %backend, location = location.as_deref().unwrap_or("unknown"), "contained a panic in the backend library");
+        // Worded without "panicked": that word on stderr means a crash, and this is not one.
         let detail = format!(
-            "{backend} panicked while {} the model: {}; LRAI contained it (a defect of the {backend} library on this model{})",
+            "{backend} hit a defect while {} the model and LRAI contained it: {} (a panic inside the {backend} library on this model{})",
             stage.verb(),
             panic_message(payload.as_ref()),
             match backend {
@@ -133,7 +134,8 @@ mod tests {
         let text = err.to_string();
         assert!(matches!(err, BackendError::Load { .. }), "{text}");
         assert!(text.contains("model 'm'"), "{text}");
-        assert!(text.contains("panicked while planning"), "{text}");
+        assert!(text.contains("hit a defect while planning"), "{text}");
+        assert!(!text.contains("panicked"), "{text}");
         assert!(text.contains("the index is 5"), "{text}");
         let run = contain::<()>("m", BackendKind::Tract, Stage::Run, || panic!("boom"));
         assert!(matches!(run, Err(BackendError::Run { .. })));

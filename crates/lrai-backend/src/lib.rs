@@ -56,6 +56,24 @@ impl BackendKind {
     pub fn feature(self) -> &'static str {
         self.as_str()
     }
+
+    /// Why this backend can't take `t`'s values whatever the model, or `None`: tract
+    /// holds strings as Rust `String`s, so its BYTES elements must be UTF-8 (replacing
+    /// bytes would change the request silently). The server asks before it queues a
+    /// request, so such a request never fails a batch it would have shared.
+    pub fn refuses_values(self, t: &Tensor) -> Option<String> {
+        if self != BackendKind::Tract || t.dtype() != DataType::Bytes {
+            return None;
+        }
+        let elements = t.byte_strings().ok()?;
+        let i = elements
+            .iter()
+            .position(|e| std::str::from_utf8(e).is_err())?;
+        Some(format!(
+            "element {i} of a BYTES input is not valid UTF-8, which tract's string tensors \
+             require; use the onnxruntime backend for binary strings"
+        ))
+    }
 }
 
 impl fmt::Display for BackendKind {
@@ -476,6 +494,16 @@ pub enum BackendError {
         got: Vec<usize>,
         /// What does not fit.
         reason: lrai_core::ShapeMismatch,
+    },
+    /// An input's values the backend can't take ([`BackendKind::refuses_values`]).
+    #[error("input '{input}' of model '{model}': {detail}")]
+    InputValue {
+        /// Model name.
+        model: String,
+        /// Input name.
+        input: String,
+        /// What is wrong and what to do.
+        detail: String,
     },
     /// The engine failed while running.
     #[error("{backend} failed to run model '{model}': {detail}")]

@@ -24,6 +24,7 @@ mod http;
 mod http_json;
 mod http_raw;
 mod json_data;
+mod json_nonfinite;
 
 pub use classification::{MAX_CLASSIFICATION_ELEMENTS, classifiable, classify};
 pub use grpc::{

@@ -106,7 +106,7 @@ impl ModelHandle {
     ///
     /// # Errors
     /// [`RepoError::InputUnknown`], [`RepoError::InputMissing`],
-    /// [`RepoError::InputDataType`], [`RepoError::InputShape`].
+    /// [`RepoError::InputDataType`], [`RepoError::InputValue`], [`RepoError::InputShape`].
     pub fn check_inputs(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
         let cfg = &self.config;
         let names = || {
@@ -147,6 +147,13 @@ impl ModelHandle {
                     input: name,
                     expected: spec.data_type,
                     got: tensor.dtype(),
+                });
+            }
+            if let Some(detail) = self.backend.refuses_values(&tensor) {
+                return Err(RepoError::InputValue {
+                    model: self.name.clone(),
+                    input: name,
+                    detail,
                 });
             }
             let shape = tensor.shape().to_vec();

@@ -435,6 +435,17 @@ pub enum RepoError {
         /// Why it doesn't fit.
         why: String,
     },
+    /// A request input's values the model's backend can't take (tract: BYTES that are
+    /// not UTF-8), refused before the request is queued.
+    #[error("input '{input}' of model '{model}': {detail}")]
+    InputValue {
+        /// Model name.
+        model: String,
+        /// Input.
+        input: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
     /// The scheduler or execution layer failed the request.
     #[error(transparent)]
     Sched(#[from] lrai_sched::SchedError),

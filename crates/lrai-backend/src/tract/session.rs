@@ -230,6 +230,15 @@ impl TractSession {
     fn run_once(&self, inputs: &[&LTensor]) -> Result<Vec<LTensor>> {
         let shapes = self.plan_key(inputs);
         let plan = self.plan_for(&shapes)?;
+        for (t, spec) in inputs.iter().zip(&self.inputs) {
+            if let Some(detail) = BackendKind::Tract.refuses_values(t) {
+                return Err(BackendError::InputValue {
+                    model: self.name.clone(),
+                    input: spec.name.clone(),
+                    detail,
+                });
+            }
+        }
         let values: TVec<TValue> = inputs
             .iter()
             .map(|t| {

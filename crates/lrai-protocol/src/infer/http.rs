@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::http_json::{Ctx, JsonTensor, Payload, RequestSeed, ResponseSeed};
 use super::json_data::{JsonData, bytes_are_utf8};
+use super::json_nonfinite;
 use super::{
     InferInput, InferRequest, InferResponse, Limits, ParamValue, Parameters, RequestParameters,
     RequestedOutput, Wire, check_supported, check_unique, select_outputs, take_classification,
@@ -127,7 +128,7 @@ pub fn decode_http_json_and_binary(
     let ctx = Ctx::new(limits, Role::Input, false, json_len);
     let doc = ctx.parse(
         &body[..json_len],
-        RequestSeed(&ctx),
+        || RequestSeed(&ctx),
         header_length.is_some(),
     )?;
     let inputs = attach_binary(
@@ -251,7 +252,7 @@ fn write_body<T: Serialize>(
 ) -> Result<(Bytes, Option<usize>)> {
     let binary_len: usize = binary.iter().map(|t| t.data().len()).sum();
     let mut buf = Vec::with_capacity(json_estimate + binary_len);
-    serde_json::to_writer(&mut buf, doc).map_err(|e| ProtocolError::json(&e))?;
+    json_nonfinite::to_writer(&mut buf, doc).map_err(|e| ProtocolError::json(&e))?;
     let json_len = buf.len();
     for t in binary {
         buf.extend_from_slice(t.data());
@@ -380,7 +381,7 @@ pub fn decode_http_response(
     let ctx = Ctx::new(limits, Role::Output, true, json_len);
     let doc = ctx.parse(
         &body[..json_len],
-        ResponseSeed(&ctx),
+        || ResponseSeed(&ctx),
         header_length.is_some(),
     )?;
     let outputs = attach_binary(

@@ -18,6 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 
 use super::json_data::{DataSpec, MAX_JSON_DEPTH, ParsedData, parse_data};
+use super::json_nonfinite::quote_tokens;
 use super::{Limits, ParamValue, Parameters, check_supported, element_count};
 use crate::error::{ProtocolError, Result, Role, ShapeProblem, TensorRef};
 
@@ -30,6 +31,8 @@ pub(crate) struct Ctx<'a> {
     /// Upper bound for preallocating one tensor, in elements.
     prealloc: usize,
     failure: Cell<Option<ProtocolError>>,
+    /// This pass reads a document whose bare NaN/Infinity tokens were quoted.
+    tokens: Cell<bool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -41,6 +44,7 @@ impl<'a> Ctx<'a> {
             // Every element takes at least two bytes of JSON ("0,").
             prealloc: json_len / 2 + 1,
             failure: Cell::new(None),
+            tokens: Cell::new(false),
         }
     }
 
@@ -59,35 +63,68 @@ impl<'a> Ctx<'a> {
         E::custom(msg)
     }
 
-    /// Runs `seed` over the whole of `json`, rejecting trailing data.
+    /// Runs a seed from `seed` over the whole of `json`, rejecting trailing data. A
+    /// document that serde_json can't read because it has Triton's bare `NaN`,
+    /// `Infinity` or `-Infinity` as array elements is read again with those quoted
+    /// (`json_nonfinite`); documents without them are read once.
     ///
     /// # Errors
     /// The structured error a visitor kept, else [`ProtocolError::TrailingData`] when
     /// extra bytes follow the document and `header_given` is false, else
     /// [`ProtocolError::Json`].
-    pub(crate) fn parse<'de, S>(
+    pub(crate) fn parse<S, V>(
+        &self,
+        json: &[u8],
+        seed: impl Fn() -> S,
+        header_given: bool,
+    ) -> Result<V>
+    where
+        S: for<'de> DeserializeSeed<'de, Value = V>,
+    {
+        let first = self.parse_once(json, seed());
+        let retry = match &first {
+            Err(e) if e.is_syntax() && !self.kept_failure() => quote_tokens(json),
+            _ => None,
+        };
+        let result = match retry {
+            Some(quoted) => {
+                self.tokens.set(true);
+                self.parse_once(&quoted, seed())
+            }
+            None => first,
+        };
+        result.map_err(|e| self.error(&e, header_given))
+    }
+
+    fn parse_once<'de, S: DeserializeSeed<'de>>(
         &self,
         json: &'de [u8],
         seed: S,
-        header_given: bool,
-    ) -> Result<S::Value>
-    where
-        S: DeserializeSeed<'de>,
-    {
+    ) -> serde_json::Result<S::Value> {
         let mut de = serde_json::Deserializer::from_slice(json);
-        let parsed = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
-        parsed.map_err(|e| {
-            if let Some(kept) = self.failure.take() {
-                kept
-            } else if !header_given && e.to_string().starts_with("trailing characters") {
-                ProtocolError::TrailingData {
-                    line: e.line(),
-                    column: e.column(),
-                }
-            } else {
-                ProtocolError::json(&e)
+        seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v))
+    }
+
+    /// Whether a visitor kept a structured error (left in place).
+    fn kept_failure(&self) -> bool {
+        let kept = self.failure.take();
+        let some = kept.is_some();
+        self.failure.set(kept);
+        some
+    }
+
+    /// The error to report for a failed pass: the one a visitor kept, else serde's.
+    fn error(&self, e: &serde_json::Error, header_given: bool) -> ProtocolError {
+        if let Some(kept) = self.failure.take() {
+            kept
+        } else if !header_given && e.to_string().starts_with("trailing characters") {
+            ProtocolError::TrailingData {
+                line: e.line(),
+                column: e.column(),
             }
-        })
+        } else {
+            ProtocolError::json(e)
+        }
     }
 }
 
@@ -336,7 +373,9 @@ impl TensorSeed<'_, '_> {
                 dtype,
             });
         }
-        Ok(DataSpec::new(tensor, dtype, count, self.ctx.prealloc))
+        let mut spec = DataSpec::new(tensor, dtype, count, self.ctx.prealloc);
+        spec.tokens = self.ctx.tokens.get();
+        Ok(spec)
     }
 
     fn dtype(&self, tensor: &TensorRef, given: &str) -> Result<DataType> {

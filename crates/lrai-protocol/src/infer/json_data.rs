@@ -11,8 +11,9 @@
 //! faster `f64` path: it reads back every shortest-form f32 exactly (checked on every
 //! 7th f32 bit pattern, 611M values). A mobilenet input (150k FP32, 1.6 MB of JSON)
 //! decodes in 6-10 ms on the 2-vCPU dev machine, as fast as `serde_json::Value`. A JSON
-//! `null` reads as NaN for float datatypes, since that is how non-finite values are
-//! written (serde_json writes NaN and infinities as `null`).
+//! `null` reads as NaN for float datatypes (serde_json and JavaScript write NaN as
+//! `null`). NaN and infinities are written, and read, as Triton's bare tokens `NaN`,
+//! `Infinity`, `-Infinity` (see `json_nonfinite`).
 //!
 //! Nesting is limited as in Triton (`HTTP_MAX_JSON_NESTING_DEPTH` in
 //! triton-inference-server/server `src/common.h`): `data` itself is depth 0 and an
@@ -37,6 +38,7 @@ use serde::de::{
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 
+use super::json_nonfinite::{JsonFloat, from_marker, from_marker_text};
 use crate::error::TensorRef;
 
 /// What [`parse_data`] needs to know about the tensor being read.
@@ -53,6 +55,9 @@ pub(crate) struct DataSpec<'a> {
     /// Set when the data nests deeper than [`MAX_JSON_DEPTH`], so the caller can report
     /// that rather than serde's generic error.
     pub(crate) too_deep: Cell<bool>,
+    /// The document's bare `NaN`/`Infinity` tokens were turned into marker strings
+    /// (`json_nonfinite::quote_tokens`): floats take them as values.
+    pub(crate) tokens: bool,
 }
 
 impl<'a> DataSpec<'a> {
@@ -68,6 +73,7 @@ impl<'a> DataSpec<'a> {
             expected,
             prealloc,
             too_deep: Cell::new(false),
+            tokens: false,
         }
     }
 }
@@ -159,6 +165,8 @@ struct Out {
     depth: usize,
     /// The data nests deeper than [`MAX_JSON_DEPTH`].
     too_deep: bool,
+    /// Marker strings stand for non-finite floats ([`DataSpec::tokens`]).
+    tokens: bool,
 }
 
 impl Out {
@@ -170,6 +178,7 @@ impl Out {
             expected: spec.expected,
             depth: 0,
             too_deep: false,
+            tokens: spec.tokens,
         }
     }
 
@@ -220,7 +229,7 @@ trait Sink {
         Err(E::invalid_type(Unexpected::Float(v), exp))
     }
     fn on_str<E: de::Error>(&mut self, v: &str, exp: &Expecting<'_>) -> Result<(), E> {
-        Err(E::invalid_type(Unexpected::Str(v), exp))
+        Err(E::invalid_type(unexpected_str(v, self.out().tokens), exp))
     }
     fn on_null<E: de::Error>(&mut self, exp: &Expecting<'_>) -> Result<(), E> {
         Err(E::invalid_type(Unexpected::Unit, exp))
@@ -237,6 +246,14 @@ trait Sink {
         Self: Sized,
     {
         d.deserialize_any(ElemVisitor { sink: self, tensor })
+    }
+}
+
+/// What serde's messages call a string: the token itself where a marker stands for one.
+fn unexpected_str(v: &str, tokens: bool) -> Unexpected<'_> {
+    match from_marker(v) {
+        Some((_, token)) if tokens => Unexpected::Other(token),
+        _ => Unexpected::Str(v),
     }
 }
 
@@ -501,6 +518,14 @@ impl<T: JsonNum> Sink for NumSink<T> {
     fn on_null<E: de::Error>(&mut self, exp: &Expecting<'_>) -> Result<(), E> {
         self.push(T::null(), Unexpected::Unit, exp)
     }
+    fn on_str<E: de::Error>(&mut self, v: &str, exp: &Expecting<'_>) -> Result<(), E> {
+        match from_marker(v) {
+            Some((value, token)) if self.out.tokens => {
+                self.push(T::from_f64(value), Unexpected::Other(token), exp)
+            }
+            _ => Err(E::invalid_type(Unexpected::Str(v), exp)),
+        }
+    }
 }
 
 struct BoolSink(Out);
@@ -529,7 +554,12 @@ impl Sink for BytesSink {
     fn out(&mut self) -> &mut Out {
         &mut self.0
     }
-    fn on_str<E: de::Error>(&mut self, v: &str, _: &Expecting<'_>) -> Result<(), E> {
+    fn on_str<E: de::Error>(&mut self, v: &str, exp: &Expecting<'_>) -> Result<(), E> {
+        if self.0.tokens
+            && let Some((_, token)) = from_marker(v)
+        {
+            return Err(E::invalid_type(Unexpected::Other(token), exp));
+        }
         let len = u32::try_from(v.len())
             .map_err(|_| E::invalid_length(v.len(), &"a string shorter than 4 GiB"))?;
         if self.0.take() {
@@ -595,6 +625,13 @@ impl Sink for F64Sink {
                 self.push(f64::NAN);
                 Ok(())
             }
+            Some(b'"') if self.0.tokens => match from_marker_text(text) {
+                Some((v, _)) => {
+                    self.push(v);
+                    Ok(())
+                }
+                None => Err(de::Error::invalid_type(Unexpected::Other(text), &exp)),
+            },
             _ => Err(de::Error::invalid_type(Unexpected::Other(text), &exp)),
         }
     }
@@ -602,7 +639,8 @@ impl Sink for F64Sink {
 
 /// A tensor's elements as a JSON array (flat, row-major). FP16/BF16 are written as
 /// numbers (through f32, exactly), BOOL as `true`/`false`, BYTES as strings;
-/// non-finite floats become `null`. Callers check BYTES for UTF-8 first
+/// non-finite floats as Triton's `NaN`, `Infinity`, `-Infinity`, which need
+/// `json_nonfinite::to_writer`. Callers check BYTES for UTF-8 first
 /// ([`bytes_are_utf8`]); a non-UTF-8 element here is a serialisation error.
 #[derive(Debug)]
 pub(crate) struct JsonData<'a>(pub(crate) &'a Tensor);
@@ -636,15 +674,21 @@ impl Serialize for JsonData<'_> {
             DataType::I16 => typed!(i16),
             DataType::I32 => typed!(i32),
             DataType::I64 => typed!(i64),
-            DataType::F32 => typed!(f32),
-            DataType::F64 => typed!(f64),
+            DataType::F32 => {
+                let vals = t.as_slice::<f32>().map_err(serde::ser::Error::custom)?;
+                seq!(vals.iter().map(|&v| JsonFloat(v)), vals.len())
+            }
+            DataType::F64 => {
+                let vals = t.as_slice::<f64>().map_err(serde::ser::Error::custom)?;
+                seq!(vals.iter().map(|&v| JsonFloat(v)), vals.len())
+            }
             DataType::F16 => {
                 let vals = t.as_slice::<f16>().map_err(serde::ser::Error::custom)?;
-                seq!(vals.iter().map(|v| v.to_f32()), vals.len())
+                seq!(vals.iter().map(|v| JsonFloat(v.to_f32())), vals.len())
             }
             DataType::BF16 => {
                 let vals = t.as_slice::<bf16>().map_err(serde::ser::Error::custom)?;
-                seq!(vals.iter().map(|v| v.to_f32()), vals.len())
+                seq!(vals.iter().map(|v| JsonFloat(v.to_f32())), vals.len())
             }
             DataType::Bytes => {
                 let elems = t.byte_strings().map_err(serde::ser::Error::custom)?;
@@ -674,6 +718,22 @@ mod tests {
         let tensor = TensorRef::input("x");
         let spec = DataSpec::new(&tensor, dtype, expected, json.len());
         let mut d = serde_json::Deserializer::from_str(json);
+        parse_data(&mut d, &spec).map_err(|e| e.to_string())
+    }
+
+    fn to_json(t: &Tensor) -> String {
+        let mut out = Vec::new();
+        crate::infer::json_nonfinite::to_writer(&mut out, &JsonData(t)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Parses `json` after its bare NaN/Infinity tokens were quoted, as a retry does.
+    fn parse_tokens(json: &str, dtype: DataType, expected: usize) -> Result<ParsedData, String> {
+        let quoted = crate::infer::json_nonfinite::quote_tokens(json.as_bytes()).unwrap();
+        let tensor = TensorRef::input("x");
+        let mut spec = DataSpec::new(&tensor, dtype, expected, json.len());
+        spec.tokens = true;
+        let mut d = serde_json::Deserializer::from_slice(&quoted);
         parse_data(&mut d, &spec).map_err(|e| e.to_string())
     }
 
@@ -772,17 +832,17 @@ mod tests {
     fn writes_json_that_reads_back() {
         let vals = [0.1f32, -1.5e-30, 3.4e38, f32::MIN_POSITIVE, 1.0e-45];
         let t = Tensor::from_slice(vec![5], &vals).unwrap();
-        let json = serde_json::to_string(&JsonData(&t)).unwrap();
+        let json = to_json(&t);
         let back = tensor(&json, DataType::F32, vec![5]);
         assert_eq!(back, t);
 
         let t = Tensor::from_slice(vec![2], &[f16::from_f32(0.333), f16::MAX]).unwrap();
-        let json = serde_json::to_string(&JsonData(&t)).unwrap();
+        let json = to_json(&t);
         let p = parse(&json, DataType::F16, 2).unwrap();
         assert_eq!(p.bytes, t.data());
 
         let t = Tensor::from_byte_strings(vec![2], &["x\"y", "é"]).unwrap();
-        let json = serde_json::to_string(&JsonData(&t)).unwrap();
+        let json = to_json(&t);
         assert_eq!(json, r#"["x\"y","é"]"#);
         assert!(bytes_are_utf8(&t));
         let bad = Tensor::from_byte_strings(vec![1], &[[0xffu8]]).unwrap();
@@ -790,8 +850,50 @@ mod tests {
     }
 
     #[test]
-    fn writes_non_finite_as_null() {
-        let t = Tensor::from_slice(vec![2], &[f32::NAN, f32::INFINITY]).unwrap();
-        assert_eq!(serde_json::to_string(&JsonData(&t)).unwrap(), "[null,null]");
+    fn writes_and_reads_non_finite_floats_as_tritons_tokens() {
+        let t = Tensor::from_slice(vec![3], &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]).unwrap();
+        assert_eq!(to_json(&t), "[NaN,Infinity,-Infinity]");
+        let t = Tensor::from_slice(vec![2], &[f16::NEG_INFINITY, f16::NAN]).unwrap();
+        assert_eq!(to_json(&t), "[-Infinity,NaN]");
+        let t = Tensor::from_slice(vec![2], &[f64::INFINITY, -0.0]).unwrap();
+        assert_eq!(to_json(&t), "[Infinity,-0.0]");
+
+        for dtype in [DataType::F32, DataType::F64] {
+            let p =
+                parse_tokens("[[NaN, Infinity], [-Infinity, -Inf], [Inf, 1.5]]", dtype, 6).unwrap();
+            let back = Tensor::new(dtype, vec![6], p.bytes).unwrap();
+            let v: Vec<f64> = match dtype {
+                DataType::F32 => back
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+                _ => back.to_vec::<f64>().unwrap(),
+            };
+            assert!(v[0].is_nan(), "{dtype}");
+            assert_eq!(
+                &v[1..],
+                &[
+                    f64::INFINITY,
+                    f64::NEG_INFINITY,
+                    f64::NEG_INFINITY,
+                    f64::INFINITY,
+                    1.5
+                ],
+                "{dtype}"
+            );
+        }
+        // Only floats take them, and the message names the token.
+        let e = parse_tokens("[1, NaN]", DataType::I32, 2).unwrap_err();
+        assert!(
+            e.contains("invalid value: NaN, expected an INT32 integer"),
+            "{e}"
+        );
+        let e = parse_tokens("[Infinity]", DataType::Bytes, 1).unwrap_err();
+        assert!(e.contains("invalid type: Infinity"), "{e}");
+        // Without the retry's flag a marker string is just a string.
+        let e = parse(r#"["\u0000NaN"]"#, DataType::F32, 1).unwrap_err();
+        assert!(e.contains("invalid type: string"), "{e}");
     }
 }

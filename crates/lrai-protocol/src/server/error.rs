@@ -157,6 +157,7 @@ fn backend_class(e: &BackendError) -> Class {
         | BackendError::UnknownInput { .. }
         | BackendError::InputDataType { .. }
         | BackendError::InputShape { .. }
+        | BackendError::InputValue { .. }
         | BackendError::NotCompiled { .. }
         | BackendError::OrtNotFound { .. }
         | BackendError::OrtInit { .. }
@@ -200,6 +201,7 @@ fn repo_class(e: &RepoError) -> Class {
         | RepoError::InputUnknown { .. }
         | RepoError::InputMissing { .. }
         | RepoError::InputDataType { .. }
+        | RepoError::InputValue { .. }
         | RepoError::InputShape { .. } => Class::Invalid,
     }
 }
