@@ -102,6 +102,17 @@ def qdq_softmax():
     return model(nodes, [vi("x", T.UINT8, [2, 8])], [vi("y", T.UINT8, [2, 8])], 13, inits), {"x": x}
 
 
+@case("quantize_rounding", "QuantizeLinear rounds x * (1/scale), not x / scale: 1.6887525 / 0.026182208 = 64.50001 gives 64, not 65")
+def quantize_rounding():
+    # The first value is an input of a QuantizeLinear in an int8 transformer that LRAI's
+    # quantizer wrote (tests/fixtures/quant/ops/transformer, i8 activations): in f32,
+    # x / scale = 64.50001 but x * (1 / scale) = 64.5, which rounds to even (64).
+    x = np.float32([1.6887525, 0.5, -1.6887525, 3.0])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["y"])]
+    inits = [init("scale", np.float32(0.026182208)), init("zp", np.int8(0))]
+    return model(nodes, [vi("x", T.FLOAT, [4])], [vi("y", T.INT8, [4])], 13, inits), {"x": x}
+
+
 # --- recurrent state between runs --------------------------------------------------------
 
 

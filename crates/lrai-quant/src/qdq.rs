@@ -267,6 +267,37 @@ struct Edge {
     params: QParams,
 }
 
+/// Quantized edges by logical tensor, iterated in the order they were found (graph
+/// order), so the file written is the same on every run.
+#[derive(Debug, Default)]
+struct Edges {
+    map: HashMap<String, Edge>,
+    order: Vec<String>,
+}
+
+impl Edges {
+    fn insert(&mut self, logical: String, edge: Edge) {
+        if !self.map.contains_key(&logical) {
+            self.order.push(logical.clone());
+        }
+        self.map.insert(logical, edge);
+    }
+
+    fn get(&self, logical: &str) -> Option<&Edge> {
+        self.map.get(logical)
+    }
+
+    fn contains_key(&self, logical: &str) -> bool {
+        self.map.contains_key(logical)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &Edge)> {
+        self.order
+            .iter()
+            .filter_map(|l| Some((l, self.map.get(l)?)))
+    }
+}
+
 /// Settings of the static rewrite.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StaticSettings {
@@ -319,7 +350,7 @@ pub(crate) fn apply(
         .collect();
 
     // logical tensor → edge
-    let mut edges: HashMap<String, Edge> = HashMap::new();
+    let mut edges = Edges::default();
     let mut removed: HashSet<usize> = HashSet::new();
     let quantizable_tensor =
         |t: &str| index.is_float(t) && !index.outputs.contains(t) && index.constant(t).is_none();
@@ -407,7 +438,7 @@ pub(crate) fn apply(
     // Scale / zero-point initializers per edge.
     let mut new_inits = Vec::new();
     let mut edge_qparams: HashMap<String, (String, String)> = HashMap::new();
-    for (logical, e) in &edges {
+    for (logical, e) in edges.iter() {
         let s = names.fresh(&format!("{logical}_scale"));
         let z = names.fresh(&format!("{logical}_zp"));
         new_inits.push(graph::f32_tensor(&s, &[], &[e.params.scale]));
@@ -420,7 +451,7 @@ pub(crate) fn apply(
     }
     // source tensor → (q output, logical)
     let mut q_of_source: HashMap<&str, (String, &str)> = HashMap::new();
-    for (logical, e) in &edges {
+    for (logical, e) in edges.iter() {
         let q = names.fresh(&format!("{logical}_q"));
         q_of_source.insert(e.source.as_str(), (q, logical.as_str()));
     }

@@ -116,6 +116,27 @@ fn static_qdq_cnn_is_valid_onnx_meets_the_budget_and_runs_on_both_backends() {
 }
 
 #[test]
+fn writes_the_same_bytes_on_every_run() {
+    // Offline tools are deterministic: the same model, data and options give the same
+    // file (scales and zero points used to follow a hash map's order, which changes from
+    // one map to the next).
+    let cfg = QuantizeConfig {
+        eval: None,
+        ..static_config()
+    };
+    let bytes = |m: &Path| {
+        let out = quantize(m, &cfg, &engines(), &quiet).unwrap();
+        lrai_onnx::encode_model(&out.model.unwrap())
+    };
+    for name in ["digits_cnn", "digits_mlp"] {
+        let first = bytes(&model(name));
+        for _ in 0..3 {
+            assert!(bytes(&model(name)) == first, "{name}: a different file");
+        }
+    }
+}
+
+#[test]
 fn static_mlp_is_3_5x_smaller_with_per_tensor_weights_and_shared_scales() {
     let out = quantize(&model("digits_mlp"), &static_config(), &engines(), &quiet).unwrap();
     let r = &out.report;
