@@ -22,6 +22,7 @@ pub mod config;
 mod handle;
 mod labels;
 mod loader;
+mod mlflow;
 mod prepare;
 mod repository;
 mod reshape;

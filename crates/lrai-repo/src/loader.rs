@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lrai_backend::{Backend, ModelSource, Session, SessionOptions};
+use lrai_core::TensorSpec;
 use lrai_exec::{InstancePool, InstanceSpec, SessionFactory};
 use lrai_monitor::Metrics;
 use lrai_sched::{
@@ -22,6 +23,7 @@ use crate::config::{
     CompleteOptions, ConfigWarning, ModelConfig, TimeoutAction, VersionPolicy, complete,
 };
 use crate::handle::{ModelHandle, TensorMeta, meta_shape};
+use crate::mlflow::{self, MlflowModel};
 use crate::prepare::{ModelPrep, PrepRequest, Prepared};
 use crate::warmup::WarmUp;
 use crate::{Backends, RepoError, Result};
@@ -229,25 +231,67 @@ pub(crate) async fn load_version(job: VersionJob) -> Result<Arc<ModelHandle>> {
     }))
 }
 
-fn build_sessions(job: &VersionJob) -> Result<Built> {
+/// The version's ONNX file: the config's `default_model_filename`, else the one an
+/// MLflow `MLmodel` names, else `model.onnx`.
+fn model_file(job: &VersionJob) -> Result<(PathBuf, Option<MlflowModel>)> {
     let name = &job.name;
-    let default_filename = job
+    let dir = job.root.join(name).join(job.version.to_string());
+    let configured = job
         .config
         .as_ref()
         .map(|c| c.default_model_filename.clone())
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| "model.onnx".to_string());
-    let path = job
-        .root
-        .join(name)
-        .join(job.version.to_string())
-        .join(&default_filename);
+        .filter(|f| !f.is_empty());
+    let mlflow = match configured {
+        Some(_) => None,
+        None => mlflow::read(&dir).map_err(|reason| files_err(name, reason))?,
+    };
+    let path = match (&mlflow, configured) {
+        (Some(m), _) => m.onnx_file.clone(),
+        (None, file) => dir.join(file.unwrap_or_else(|| "model.onnx".to_string())),
+    };
     if !path.is_file() {
         return Err(files_err(
             name,
             format!("model file '{}' is missing", path.display()),
         ));
     }
+    Ok((path, mlflow))
+}
+
+/// The tensors the config is completed from: the model's, refined by an MLflow
+/// signature that agrees with them. What MLmodel asks for that LRAI ignores is logged.
+fn model_specs(
+    name: &str,
+    path: &Path,
+    session: &dyn Session,
+    mlflow: Option<&MlflowModel>,
+) -> (Vec<TensorSpec>, Vec<TensorSpec>) {
+    let Some(m) = mlflow else {
+        return (session.inputs().to_vec(), session.outputs().to_vec());
+    };
+    let mut warnings = m.warnings.clone();
+    let inputs = mlflow::merge_specs(
+        session.inputs(),
+        m.inputs.as_deref(),
+        "inputs",
+        &mut warnings,
+    );
+    let outputs = mlflow::merge_specs(
+        session.outputs(),
+        m.outputs.as_deref(),
+        "outputs",
+        &mut warnings,
+    );
+    let file = path.with_file_name(mlflow::MLMODEL);
+    for w in &warnings {
+        tracing::warn!(model = name, file = %file.display(), "MLmodel: {w}");
+    }
+    (inputs, outputs)
+}
+
+fn build_sessions(job: &VersionJob) -> Result<Built> {
+    let name = &job.name;
+    let (path, mlflow) = model_file(job)?;
     let wanted = job
         .config
         .as_ref()
@@ -292,11 +336,12 @@ fn build_sessions(job: &VersionJob) -> Result<Built> {
             })
     };
     let first = load(&backend)?;
+    let (inputs, outputs) = model_specs(name, &path, first.as_ref(), mlflow.as_ref());
     let (mut config, warnings) = complete(
         job.config.clone(),
         name,
-        first.inputs(),
-        first.outputs(),
+        &inputs,
+        &outputs,
         &CompleteOptions {
             default_max_batch_size: job.settings.default_max_batch_size,
         },
