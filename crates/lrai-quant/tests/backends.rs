@@ -57,14 +57,10 @@ const ROUNDS: usize = 3;
 /// Wrong answers this suite finds in a backend, as (variant, backend, input set) with the
 /// cause. Each must still be wrong: take it off when the backend is fixed.
 ///
-/// `convnet dynamic` on tract at batch 4: lrai-backend's tract session runs a conv model
-/// whose inputs and outputs share a symbolic axis 0 one row at a time
-/// (`batch_splittable`, `tract/mod.rs`), which assumes rows are independent.
-/// `DynamicQuantizeLinear` computes one scale and zero point over the whole tensor, all
-/// rows together, so row by row gives other codes than the model says (logits off by
-/// 1.06 % of their range on `b4`, 1.7 % on all 8 eval rows); ONNX Runtime, and tract
-/// without the split, are exact.
-const KNOWN_WRONG: &[(&str, &str, &str)] = &[("convnet dynamic", "tract", "b4")];
+/// Empty: the one it found (`convnet dynamic` on tract at batch 4, 1.06 % off: the tract
+/// session ran conv models row by row, which gives `DynamicQuantizeLinear` one scale per
+/// row instead of one over the batch) is fixed in `batch_splittable` (`tract/mod.rs`).
+const KNOWN_WRONG: &[(&str, &str, &str)] = &[];
 
 fn case_dir(case: &str) -> PathBuf {
     root().join("tests/fixtures/quant/ops").join(case)

@@ -244,13 +244,23 @@ impl Backend for TractBackend {
     }
 }
 
-/// Conv models whose inputs and outputs all share one symbolic axis 0.
+/// Ops whose every output depends on every row of their input, whatever their
+/// attributes: a model with one can't be run row by row (DynamicQuantizeLinear takes one
+/// scale over the whole batch: split, each row gets its own, and the answer changes).
+const MIXES_ROWS: &[&str] = &["DynamicQuantizeLinear", "DynamicQuantizeMatMul"];
+
+/// Conv models whose inputs and outputs all share one symbolic axis 0, and that have no
+/// op mixing rows.
 fn batch_splittable(source: &ModelSource, inputs: &[TensorSpec], outputs: &[TensorSpec]) -> bool {
-    let has_conv = source.proto().graph.as_ref().is_some_and(|g| {
-        lrai_onnx::all_nodes(g)
-            .iter()
-            .any(|n| matches!(n.op_type.as_deref(), Some("Conv" | "ConvTranspose")))
-    });
+    let ops = |pred: &dyn Fn(&str) -> bool| {
+        source.proto().graph.as_ref().is_some_and(|g| {
+            lrai_onnx::all_nodes(g)
+                .iter()
+                .any(|n| pred(n.op_type.as_deref().unwrap_or("")))
+        })
+    };
+    let has_conv =
+        ops(&|op| matches!(op, "Conv" | "ConvTranspose")) && !ops(&|op| MIXES_ROWS.contains(&op));
     let axis0 = |s: &TensorSpec| match s.dims.as_deref().and_then(<[Dim]>::first) {
         Some(Dim::Symbol(name)) => Some(name.clone()),
         _ => None,
