@@ -96,6 +96,11 @@ async fn closed_loop_counts_every_request_over_http_and_grpc() {
             );
             assert!(sm.throughput_rps > 0.0 && sm.send_lag_ms.is_none());
             assert_eq!(sm.slo_attainment, Some(1.0));
+            // Which version answered is read from every protocol's response.
+            assert!(
+                level.samples.iter().all(|x| x.version == Some(1)),
+                "{protocol:?} {format:?}"
+            );
         }
         assert_eq!(r.levels[1].summary.concurrency, Some(4));
         assert_ordered(&r);
@@ -258,6 +263,15 @@ async fn writes_json_csv_svg_and_png_reports() {
     let raw = fs_err::read_to_string(dir.join("raw.csv")).unwrap();
     assert_eq!(raw.lines().count(), 1 + 60);
     assert!(raw.lines().nth(1).unwrap().starts_with("poisson300,"));
+    assert!(
+        raw.lines().next().unwrap().ends_with(",error,version"),
+        "{raw}"
+    );
+    // digits_mlp serves version 1: every answered row names it.
+    assert!(
+        raw.lines().skip(1).all(|row| row.ends_with(",1,,1")),
+        "{raw}"
+    );
 
     let mut written = lrai_bench::plot::sweep(&r).write(dir, "sweep").unwrap();
     written.extend(

@@ -104,7 +104,7 @@ pub(crate) struct BenchArgs {
     /// Write one CSV row per level.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Write one CSV row per request: level,t_send_ms,latency_ms,seq_len,ok,error.
+    /// Write one CSV row per request: level,t_send_ms,latency_ms,seq_len,ok,error,version.
     #[arg(long)]
     raw_csv: Option<PathBuf>,
     /// Write charts here as SVG and PNG: sweep (several levels) and timeline-<level>.

@@ -279,8 +279,9 @@ impl Client {
         }
     }
 
-    /// Sends one request and reads the whole answer.
-    pub(crate) async fn infer(&self, prepared: &Prepared) -> Result<(), ErrorKind> {
+    /// Sends one request and reads the whole answer; `Ok` holds the model version that
+    /// answered, when the response names a numeric one.
+    pub(crate) async fn infer(&self, prepared: &Prepared) -> Result<Option<u64>, ErrorKind> {
         match (self, prepared) {
             (
                 Client::Http {
@@ -303,21 +304,28 @@ impl Client {
                     .await
                     .map_err(|_| ErrorKind::Transport)?;
                 let status = resp.status();
+                let header_len = resp
+                    .headers()
+                    .get("inference-header-content-length")
+                    .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
                 // Read the whole body: the answer is not complete before, and the
                 // connection goes back to the pool only once it is drained.
-                resp.into_body()
+                let body = resp
+                    .into_body()
                     .collect()
                     .await
-                    .map_err(|_| ErrorKind::Transport)?;
+                    .map_err(|_| ErrorKind::Transport)?
+                    .to_bytes();
                 if status == hyper::StatusCode::OK {
-                    Ok(())
+                    let head = header_len.map_or(&body[..], |n| &body[..n.min(body.len())]);
+                    Ok(answered_version(head))
                 } else {
                     Err(ErrorKind::Http(status.as_u16()))
                 }
             }
             (Client::Grpc { client, .. }, Prepared::Grpc(req)) => {
                 match client.clone().model_infer((**req).clone()).await {
-                    Ok(_) => Ok(()),
+                    Ok(resp) => Ok(resp.into_inner().model_version.parse().ok()),
                     Err(status) => Err(ErrorKind::Grpc(status.code() as i32)),
                 }
             }
@@ -327,4 +335,18 @@ impl Client {
             | (Client::Grpc { .. }, Prepared::Http { .. }) => Err(ErrorKind::Transport),
         }
     }
+}
+
+/// `model_version` of a KServe v2 JSON response header, when it is a number.
+fn answered_version(head: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        model_version: String,
+    }
+    serde_json::from_slice::<Head>(head)
+        .ok()?
+        .model_version
+        .parse()
+        .ok()
 }

@@ -144,8 +144,9 @@ impl BenchReport {
         Ok(())
     }
 
-    /// Writes one CSV row per request: `level,t_send_ms,latency_ms,seq_len,ok,error`
-    /// (`t_send_ms` is the due time after the level started; warm-up included).
+    /// Writes one CSV row per request: `level,t_send_ms,latency_ms,seq_len,ok,error,version`
+    /// (`t_send_ms` is the due time after the level started, warm-up included; `version`
+    /// the model version that answered).
     ///
     /// # Errors
     /// [`BenchError::Io`] naming the path.
@@ -153,18 +154,19 @@ impl BenchReport {
         create_parent(path)?;
         let file = fs_err::File::create(path)?;
         let mut w = std::io::BufWriter::new(file);
-        writeln!(w, "level,t_send_ms,latency_ms,seq_len,ok,error")?;
+        writeln!(w, "level,t_send_ms,latency_ms,seq_len,ok,error,version")?;
         for l in &self.levels {
             for s in &l.samples {
                 writeln!(
                     w,
-                    "{},{:.3},{:.3},{},{},{}",
+                    "{},{:.3},{:.3},{},{},{},{}",
                     l.summary.label,
                     s.t_send_s * 1e3,
                     s.latency_s * 1e3,
                     s.seq_len.map(|n| n.to_string()).unwrap_or_default(),
                     u8::from(s.error.is_none()),
                     s.error.map(|e| e.to_string()).unwrap_or_default(),
+                    s.version.map(|v| v.to_string()).unwrap_or_default(),
                 )?;
             }
         }

@@ -119,7 +119,7 @@ impl Shared {
     /// Sends request `i`, due at `due` (`start` is the level's start).
     async fn send(&self, i: u64, seq_len: usize, start: Instant, due: Instant) -> Sample {
         let lag = due.elapsed();
-        let result = match self.pool.pick(i, seq_len) {
+        let answer = match self.pool.pick(i, seq_len) {
             Some(p) => match tokio::time::timeout(self.timeout, self.client.infer(p)).await {
                 Ok(r) => r,
                 Err(_) => Err(ErrorKind::Timeout),
@@ -131,7 +131,8 @@ impl Shared {
             latency_s: due.elapsed().as_secs_f64(),
             lag_s: lag.as_secs_f64(),
             seq_len: u32::try_from(seq_len).ok().filter(|n| *n > 0),
-            error: result.err(),
+            version: answer.as_ref().ok().copied().flatten(),
+            error: answer.err(),
         }
     }
 }
@@ -409,6 +410,7 @@ async fn open_loop(
                         lag_s: 0.0,
                         seq_len: u32::try_from(seq_len).ok().filter(|n| *n > 0),
                         error: Some(ErrorKind::Dropped),
+                        version: None,
                     }),
                 }
             }

@@ -62,6 +62,9 @@ pub struct Sample {
     pub seq_len: Option<u32>,
     /// `None` when the server answered with success.
     pub error: Option<ErrorKind>,
+    /// The model version that answered (`model_version` of the response), when it is a
+    /// number: which arm of a rollout served the request.
+    pub version: Option<u64>,
 }
 
 /// Latency percentiles of the successful requests, in milliseconds.
@@ -352,6 +355,7 @@ mod tests {
             lag_s: 0.0,
             seq_len: None,
             error,
+            version: None,
         }
     }
 
