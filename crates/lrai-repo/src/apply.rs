@@ -148,18 +148,26 @@ impl Repository {
         })
     }
 
-    /// Hands replaced and removed versions to a task that drains and stops them.
-    fn retire(&self, name: &str, retired: Vec<(Arc<ModelHandle>, bool)>) {
-        for (handle, forget) in retired {
+    /// Hands replaced and removed versions to a task that drains and stops them. Their
+    /// metrics go unless a build of that version is in the table by then (a rollback may
+    /// have loaded it again meanwhile).
+    fn retire(&self, name: &str, retired: Vec<Arc<ModelHandle>>) {
+        for handle in retired {
             let metrics = self.metrics.clone();
+            let table = Arc::clone(&self.table);
             let name = name.to_string();
             tokio::spawn(async move {
                 drain(&handle).await;
                 handle.shutdown().await;
-                if forget {
-                    metrics.forget(&name, &handle.version().to_string());
+                let version = handle.version();
+                let loaded = table
+                    .load()
+                    .get(&name)
+                    .is_some_and(|e| e.versions.contains_key(&version));
+                if !loaded {
+                    metrics.forget(&name, &version.to_string());
                 }
-                tracing::info!(model = %name, version = handle.version(), "replaced version stopped after draining");
+                tracing::info!(model = %name, version, "replaced version stopped after draining");
             });
         }
     }
@@ -244,14 +252,13 @@ impl Repository {
     }
 }
 
-/// Step 3: publishes a load's results into the table; returns the handles to retire,
-/// each with whether its metrics go too (no build of that version is left).
+/// Step 3: publishes a load's results into the table; returns the handles to retire.
 fn commit(
     table: &mut crate::repository::Table,
     name: &str,
     dir: &ModelDir,
     built: Built,
-) -> Vec<(Arc<ModelHandle>, bool)> {
+) -> Vec<Arc<ModelHandle>> {
     let entry = table.entry(name.to_string()).or_default();
     entry.loading = false;
     entry.seen = Some(dir.prints.whole());
@@ -292,14 +299,7 @@ fn commit(
         }
     }
     entry.note_serving();
-    let loaded: BTreeSet<u64> = entry.versions.keys().copied().collect();
     retired
-        .into_iter()
-        .map(|h| {
-            let forget = !loaded.contains(&h.version());
-            (h, forget)
-        })
-        .collect()
 }
 
 /// The versions that stay loaded: what the policy names, what a rollback holds, and,

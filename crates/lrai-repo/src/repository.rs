@@ -118,7 +118,8 @@ pub struct Repository {
     pub(crate) config: RepoConfig,
     pub(crate) backends: Backends,
     pub(crate) metrics: Metrics,
-    pub(crate) table: ArcSwap<Table>,
+    /// Shared with the tasks that retire replaced versions.
+    pub(crate) table: Arc<ArcSwap<Table>>,
     /// Serialises table writes (each a clone, an edit and a swap).
     pub(crate) writer: Mutex<()>,
     /// One lock per model name: changes to one model run one at a time.
@@ -144,7 +145,7 @@ impl Repository {
             config,
             backends,
             metrics,
-            table: ArcSwap::from_pointee(Table::new()),
+            table: Arc::new(ArcSwap::from_pointee(Table::new())),
             writer: Mutex::new(()),
             model_locks: std::sync::Mutex::new(BTreeMap::new()),
         })
