@@ -150,6 +150,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
             config.model_control_mode
         )
     })?;
+    if control != ControlMode::Explicit && !config.load_models.is_empty() {
+        anyhow::bail!(
+            "--load-model {}: only --model-control-mode explicit loads a subset of the \
+             repository (in mode {} every model loads); pass --model-control-mode explicit",
+            config.load_models.join(","),
+            control.as_str()
+        );
+    }
     log_control_mode(&config, control);
     let repo_config = RepoConfig {
         root: config.model_repository.clone(),

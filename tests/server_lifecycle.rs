@@ -79,6 +79,18 @@ async fn control_mode_none_refuses_load_unload_and_rollback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_model_flag_needs_explicit_mode() {
+    let repo = lifecycle::repo(LATEST_1);
+    let mut config = lrai::config::ServeConfig::for_tests(repo.path());
+    config.load_models = vec!["plus".into()];
+    let e = lrai::serve(config).await.unwrap_err().to_string();
+    assert!(
+        e.contains("--load-model plus: only --model-control-mode explicit loads a subset"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_mode_refuses_load_and_unload() {
     let repo = lifecycle::repo(LATEST_1);
     let s = start(repo.path(), "poll").await;
