@@ -39,7 +39,7 @@ fi
 ORT_LIB=$(ls "$VENVS"/peers/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 start_server "$OUT/logs/lrai.log" "$LRAI_BIN" serve --model-repository "$ROOT/examples/models" \
   --address 127.0.0.1 --http-port 18600 --grpc-port 18601 --metrics-port 18602 \
-  --backend onnxruntime --ort-lib "$ORT_LIB" --load-model digits_mlp,mobilenet_v2 --log-level warn
+  --backend onnxruntime --ort-lib "$ORT_LIB" --model-control-mode explicit --load-model digits_mlp,mobilenet_v2 --log-level warn
 wait_ready "http://127.0.0.1:18600/v2/health/ready" 120
 PA_HTTP_FORMAT=json pa_sweep lrai digits_mlp http 18600
 PA_HTTP_FORMAT=binary pa_sweep lrai-binary digits_mlp http 18600

@@ -104,16 +104,26 @@ pub struct ServeConfig {
     #[arg(long, env = "LRAI_METRICS_PORT", default_value_t = 8002)]
     pub metrics_port: u16,
 
-    /// none: load every model at start, no load/unload API; explicit: load the
-    /// --load-model models (all when none given) and allow the API to load/unload.
-    #[arg(long, env = "LRAI_MODEL_CONTROL_MODE", default_value = "explicit", value_parser = ["none", "explicit"])]
+    /// none (Triton's default): load every model at start and ignore later changes; the
+    /// load/unload/rollback API answers with Triton's error. poll: load every model, then
+    /// rescan the repository every --repository-poll-secs and apply what changed
+    /// (rollback allowed). explicit: load the --load-model models (all when none given);
+    /// the API loads, unloads and rolls back. With poll or explicit, anyone who reaches
+    /// the ports can change what serves: bind --address 127.0.0.1 or put an
+    /// authenticating proxy in front.
+    #[arg(long, env = "LRAI_MODEL_CONTROL_MODE", default_value = "none", value_parser = ["none", "poll", "explicit"], ignore_case = true)]
     pub model_control_mode: String,
+
+    /// Seconds between repository rescans in --model-control-mode poll (Triton's flag).
+    #[arg(long, env = "LRAI_REPOSITORY_POLL_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repository_poll_secs: u64,
 
     /// Model to load at start (repeatable); default: every model in the repository.
     #[arg(long = "load-model", env = "LRAI_LOAD_MODELS", value_delimiter = ',')]
     pub load_models: Vec<String>,
 
-    /// Models loading at once at start.
+    /// Model versions building at once (at start, through the API, or by the poller);
+    /// a second load of one model waits for the first.
     #[arg(long, env = "LRAI_LOAD_PARALLELISM", default_value_t = 2)]
     pub load_parallelism: usize,
 
@@ -149,7 +159,8 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Loopback, port 0 everywhere, tract, one intra-op thread: for tests.
+    /// Loopback, port 0 everywhere, tract, one intra-op thread, control mode `none` (the
+    /// default): for tests.
     pub fn for_tests(repo: &std::path::Path) -> ServeConfig {
         ServeConfig {
             model_repository: repo.to_path_buf(),
@@ -157,7 +168,8 @@ impl ServeConfig {
             http_port: 0,
             grpc_port: 0,
             metrics_port: 0,
-            model_control_mode: "explicit".into(),
+            model_control_mode: "none".into(),
+            repository_poll_secs: 15,
             load_models: Vec::new(),
             load_parallelism: 2,
             default_max_batch_size: 4,

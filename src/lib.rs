@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use lrai_backend::{BackendChoice, BackendKind, create_kind};
 use lrai_monitor::Metrics;
-use lrai_protocol::server::{FrontConfig, ServerState, grpc_service, http_router, metrics_router};
+use lrai_protocol::server::{
+    FrontConfig, ServerState, grpc_service, http_router, lrai_extension_service, metrics_router,
+};
 use lrai_repo::{Backends, ControlMode, LoadSettings, RepoConfig, Repository};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -97,6 +99,36 @@ fn build_backends(config: &ServeConfig) -> anyhow::Result<Backends> {
     Ok(backends)
 }
 
+/// Says the control mode at start, and warns when it lets anyone change what serves.
+fn log_control_mode(config: &ServeConfig, control: ControlMode) {
+    match control {
+        ControlMode::None => tracing::info!(
+            model_control_mode = "none",
+            "model control: every model loads at start; the load/unload/rollback API is off \
+             (pass --model-control-mode explicit or poll to change models while serving)"
+        ),
+        ControlMode::Poll => tracing::info!(
+            model_control_mode = "poll",
+            repository_poll_secs = config.repository_poll_secs,
+            "model control: the repository is rescanned and changes are applied"
+        ),
+        ControlMode::Explicit => tracing::info!(
+            model_control_mode = "explicit",
+            "model control: the repository API loads, unloads and rolls back models"
+        ),
+    }
+    // LRAI has no authentication of its own yet: say what that means here.
+    if control != ControlMode::None {
+        tracing::warn!(
+            model_control_mode = control.as_str(),
+            address = %config.address,
+            "model control is on and no authentication is configured: anyone who reaches \
+             the HTTP or gRPC port can load, unload and roll back models; bind --address \
+             127.0.0.1 or put an authenticating proxy in front"
+        );
+    }
+}
+
 async fn bind(config: &ServeConfig, port: u16, what: &str) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(config.address, port);
     TcpListener::bind(addr)
@@ -112,16 +144,27 @@ async fn bind(config: &ServeConfig, port: u16, what: &str) -> anyhow::Result<Tcp
 pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
     let backends = build_backends(&config)?;
-    let control = if config.model_control_mode == "none" {
-        ControlMode::None
-    } else {
-        ControlMode::Explicit
-    };
+    let control = ControlMode::parse(&config.model_control_mode).with_context(|| {
+        format!(
+            "--model-control-mode '{}': expected none, poll or explicit",
+            config.model_control_mode
+        )
+    })?;
+    if control != ControlMode::Explicit && !config.load_models.is_empty() {
+        anyhow::bail!(
+            "--load-model {}: only --model-control-mode explicit loads a subset of the \
+             repository (in mode {} every model loads); pass --model-control-mode explicit",
+            config.load_models.join(","),
+            control.as_str()
+        );
+    }
+    log_control_mode(&config, control);
     let repo_config = RepoConfig {
         root: config.model_repository.clone(),
         control,
         startup_models: config.load_models.clone(),
         load_parallelism: config.load_parallelism,
+        poll_interval: Duration::from_secs(config.repository_poll_secs.max(1)),
         load: LoadSettings {
             session: lrai_backend::SessionOptions {
                 spin: Some(config.ort_spin),
@@ -167,18 +210,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         }
     }));
     let svc = grpc_service(Arc::clone(&state));
+    let ext = lrai_extension_service(Arc::clone(&state));
     let rx = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
         // `Server::tcp_nodelay` is ignored with a custom incoming stream; set it here.
         let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
             .add_service(svc)
+            .add_service(ext)
             .serve_with_incoming_shutdown(incoming, stopped(rx))
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "gRPC server failed");
         }
     }));
+    let poll_stop = stop_rx.clone();
     let rx = stop_rx;
     let metrics_app = metrics_router(metrics);
     tasks.push(tokio::spawn(async move {
@@ -199,6 +245,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         let ready = loader_repo.index(true).len();
         tracing::info!(models_ready = ready, "startup models loaded");
         let _ = loaded_tx.send(true);
+        if control == ControlMode::Poll {
+            let every = loader_repo.poll_interval();
+            let _ = loader_repo.spawn_poller(every, poll_stop).await;
+        }
     });
     tracing::info!(http = %http_addr, grpc = %grpc_addr, metrics = %metrics_addr, repository = %config.model_repository.display(), "listening");
     Ok(RunningServer {

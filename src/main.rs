@@ -33,6 +33,8 @@ enum Command {
     /// Load a KServe v2 server (LRAI, Triton) over HTTP or gRPC, closed or open loop, and
     /// report latency percentiles, throughput and SLO attainment, with charts.
     Bench(Box<cmd::bench::BenchArgs>),
+    /// Change what a running server serves: `lrai model rollback NAME`.
+    Model(cmd::model::ModelArgs),
     /// Quantize a model to INT8 (static QDQ or dynamic) or FP16 under an accuracy budget.
     Quantize(Box<cmd::quantize::QuantizeArgs>),
 }
@@ -53,6 +55,7 @@ fn main() {
         Command::Verify(args) => cmd::verify::run(&args),
         Command::Quantize(args) => cmd::quantize::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
+        Command::Model(args) => cmd::model::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -214,7 +214,7 @@ async fn streaming_answers_each_request_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_index_load_and_unload() {
     let repo = common::standard_repo();
-    let s = common::start(repo.path(), |_| {}).await;
+    let s = common::start(repo.path(), |c| c.model_control_mode = "explicit".into()).await;
     let mut c = client(&s).await;
     let index = c
         .repository_index(pb::RepositoryIndexRequest::default())

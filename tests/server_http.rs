@@ -344,7 +344,7 @@ dynamic_batching { default_queue_policy { max_queue_size: 1 } }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unload_and_load_through_the_repository_api() {
     let repo = common::standard_repo();
-    let s = common::start(repo.path(), |_| {}).await;
+    let s = common::start(repo.path(), |c| c.model_control_mode = "explicit".into()).await;
     let (st, _, _) = post(
         &s,
         "/v2/repository/models/digits_mlp/unload",

@@ -112,7 +112,7 @@ async fn reload(s: &lrai::RunningServer, model: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quantize_at_load_serves_caches_and_reports() {
     let repo = quant_repo();
-    let s = common::start(repo.path(), |_| {}).await;
+    let s = common::start(repo.path(), |c| c.model_control_mode = "explicit".into()).await;
     let cached = repo.path().join("digits_q/1/model.lrai-static.onnx");
     let report = repo.path().join("digits_q/1/model.lrai-static.json");
     assert!(cached.is_file() && report.is_file(), "cache files appear");
@@ -171,8 +171,12 @@ async fn quantize_at_load_serves_caches_and_reports() {
         "{reason}"
     );
 
-    // Reload: the cache is reused, not rewritten.
+    // Reload after an edit that doesn't touch quantization (a load with no change on disk
+    // keeps the loaded version as it is): the cache is reused, not rewritten.
     let modified = fs_err::metadata(&cached).unwrap().modified().unwrap();
+    let config_path = repo.path().join("digits_q/config.pbtxt");
+    let text = fs_err::read_to_string(&config_path).unwrap();
+    fs_err::write(&config_path, format!("{text}\n# edited\n")).unwrap();
     reload(&s, "digits_q").await;
     let config = get(&s, "/v2/models/digits_q/config").await;
     assert_eq!(config["lrai_quantization"]["cache"], "reused", "{config}");

@@ -229,7 +229,7 @@ async fn json_data_nests_up_to_tritons_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_start_with_tritons_wording() {
     let repo = common::standard_repo();
-    let s = common::start(repo.path(), |_| {}).await;
+    let s = common::start(repo.path(), |c| c.model_control_mode = "explicit".into()).await;
     let ok_input =
         json!([{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": vec![0.5f32; 64]}]);
     let cases: Vec<(&str, Value, u16, &str)> = vec![

@@ -1,4 +1,5 @@
-//! Compiles `proto/grpc_service.proto` (with `model_config.proto`) with protox, so no
+//! Compiles `proto/grpc_service.proto` (with `model_config.proto`) and LRAI's own
+//! `proto/lrai_extensions.proto` with protox, so no
 //! system `protoc` is needed, and generates prost messages plus the tonic client and
 //! server into OUT_DIR. The encoded descriptor set is written next to them for
 //! `pb::FILE_DESCRIPTOR_SET` (gRPC reflection, tests).
@@ -6,7 +7,7 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let fds = protox::compile(["grpc_service.proto"], ["proto"])?;
+    let fds = protox::compile(["grpc_service.proto", "lrai_extensions.proto"], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     fs_err::write(
         out_dir.join("inference_descriptor.bin"),

@@ -546,7 +546,9 @@ def start_server(repo: Path, log_path: Path, ready_models: list[str], extra: lis
                  attempts: int = 3) -> Server:
     """Starts `lrai serve` on free ports and waits (bounded) until `ready_models` are READY.
 
-    Readiness is per model: the server as a whole stays not-ready while `broken` fails."""
+    Readiness is per model: the server as a whole stays not-ready while `broken` fails.
+    The suite drives the repository API, so the server runs with --model-control-mode
+    explicit unless `extra` names a mode (the server's own default is none)."""
     binary = server_binary()
     if not binary.exists():
         raise RuntimeError(f"server binary {binary} not found (set LRAI_BIN)")
@@ -571,6 +573,7 @@ def start_server(repo: Path, log_path: Path, ready_models: list[str], extra: lis
             "--metrics-port", str(ports[2]),
             "--backend", backend,
             "--log-format", "json",
+            *([] if "--model-control-mode" in (extra or []) else ["--model-control-mode", "explicit"]),
             *(extra or []),
         ]
         log = open(log_path, "ab")

@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod inspect;
+pub(crate) mod model;
 pub(crate) mod quantize;
 pub(crate) mod run;
 pub(crate) mod serve;

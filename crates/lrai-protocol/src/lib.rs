@@ -55,6 +55,12 @@ pub mod pb {
     /// `model_config.proto` (for gRPC reflection).
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin"));
+
+    /// LRAI's own gRPC services (`proto/lrai_extensions.proto`), served on the same port:
+    /// `lrai.v1.RepositoryExtension` (rollback).
+    pub mod lrai {
+        tonic::include_proto!("lrai.v1");
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //!   Triton-shaped JSON that `GET /v2/models/{m}/config` returns. It doesn't log:
 //!   warnings come back as [`config::ConfigWarning`] values.
 //! - [`Repository`]: the table of models (READY / LOADING / UNAVAILABLE with the
-//!   reason), startup loading, load/unload/reload with atomic swaps.
+//!   reason), startup loading, control modes, load/unload/reload with atomic swaps
+//!   (`apply`: only changed versions are rebuilt, the old ones serve until the new ones
+//!   are warm, then drain), the poller (`poll`), rollback, and which version answers an
+//!   unversioned request (`versions`). `docs/lifecycle.md` has the rules.
 //! - loading (`loader`): versions by policy, one backend session per instance, warm-up,
 //!   then the `lrai-exec` pool and `lrai-sched` scheduler; a version is READY only after.
 //! - [`ModelHandle`]: what the protocol layer talks to: metadata, input checks (the same
@@ -18,25 +21,34 @@ use std::path::PathBuf;
 
 use lrai_core::{DataType, Dim};
 
+mod apply;
+mod backends;
 pub mod config;
 mod handle;
 mod labels;
 mod loader;
 mod mlflow;
+mod poll;
 mod prepare;
 mod repository;
 mod reshape;
+mod scan;
+mod versions;
 mod warmup;
 
 pub use handle::{ModelHandle, TensorMeta};
 pub use labels::OutputLabels;
 // The errors a request can come back with, so the protocol layer can map each to a status.
+pub use apply::Rollback;
+pub use backends::Backends;
 pub use loader::LoadSettings;
 pub use lrai_backend::BackendError;
 pub use lrai_exec::ExecError;
 pub use lrai_sched::SchedError;
+pub use poll::PollPass;
 pub use prepare::{ModelPrep, PrepRequest, Prepared};
-pub use repository::{Backends, ControlMode, IndexEntry, RepoConfig, Repository, VersionState};
+pub use repository::{ControlMode, IndexEntry, RepoConfig, Repository, VersionState};
+pub use versions::Routing;
 
 use config::{Pos, TensorRole};
 
@@ -379,11 +391,43 @@ pub enum RepoError {
         /// The panic.
         reason: String,
     },
-    /// The repository API is off in this control mode.
+    /// The repository API is off in this control mode (Triton's wording first: core
+    /// `src/model_repository_manager/`).
     #[error(
-        "model control is disabled (--model-control-mode none); restart with --model-control-mode explicit to load or unload models through the API"
+        "explicit model load / unload is not allowed if polling is enabled (the server runs \
+         with --model-control-mode {mode}); restart it with --model-control-mode explicit to \
+         load, unload or roll back models through the API"
     )]
-    ControlDisabled,
+    ControlDisabled {
+        /// The mode the server runs in (`none` or `poll`).
+        mode: &'static str,
+    },
+    /// A rollback found no version that served before the one serving now.
+    #[error(
+        "model '{name}' has no previous version to roll back to: version {serving} serves \
+         and no other version has served unversioned requests since the model was loaded"
+    )]
+    NoPreviousVersion {
+        /// Model name.
+        name: String,
+        /// The version serving now.
+        serving: u64,
+    },
+    /// The version a rollback would return to can't serve; nothing changed.
+    #[error(
+        "cannot roll model '{name}' back to version {version}: {reason}; version {serving} \
+         keeps serving"
+    )]
+    RollbackTarget {
+        /// Model name.
+        name: String,
+        /// The previous version.
+        version: u64,
+        /// The version serving now.
+        serving: u64,
+        /// Why it can't serve.
+        reason: String,
+    },
     /// A request names an input the model doesn't have (Triton's wording: core
     /// `src/model.cc`).
     #[error("unexpected inference input '{input}' for model '{model}' (its inputs: {expected})")]

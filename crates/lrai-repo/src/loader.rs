@@ -61,7 +61,12 @@ impl Default for LoadSettings {
 /// The result of reading a model directory: config (if any) and versions to load.
 pub(crate) struct ModelDir {
     pub(crate) config: Option<ModelConfig>,
+    /// The versions `version_policy` names.
     pub(crate) versions: Vec<u64>,
+    /// Every numbered version directory.
+    pub(crate) found: Vec<u64>,
+    /// What the files looked like when read.
+    pub(crate) prints: crate::scan::Prints,
 }
 
 fn files_err(model: &str, reason: String) -> RepoError {
@@ -80,6 +85,8 @@ pub(crate) fn read_model_dir(root: &Path, name: &str) -> Result<ModelDir> {
             available: String::new(),
         });
     }
+    // Before the reads: a file changed meanwhile makes the next poll load again.
+    let prints = crate::scan::fingerprint(&dir);
     let config_path = dir.join("config.pbtxt");
     let config = if config_path.is_file() {
         let (config, warnings) = ModelConfig::from_file(&config_path, name)?;
@@ -109,7 +116,7 @@ pub(crate) fn read_model_dir(root: &Path, name: &str) -> Result<ModelDir> {
         .map(|c| c.version_policy.clone())
         .unwrap_or_default();
     let versions = match policy {
-        VersionPolicy::All => found,
+        VersionPolicy::All => found.clone(),
         VersionPolicy::Latest { num_versions } => {
             let n = usize::try_from(num_versions.max(1)).unwrap_or(1);
             found[found.len().saturating_sub(n)..].to_vec()
@@ -125,7 +132,12 @@ pub(crate) fn read_model_dir(root: &Path, name: &str) -> Result<ModelDir> {
             out
         }
     };
-    Ok(ModelDir { config, versions })
+    Ok(ModelDir {
+        config,
+        versions,
+        found,
+        prints,
+    })
 }
 
 fn log_warnings(model: &str, path: &Path, warnings: &[ConfigWarning]) {

@@ -1,96 +1,61 @@
 //! The model table: which models and versions are READY, loading, or unavailable (with
 //! the reason), swapped atomically (`arc-swap`) so request lookups take no lock.
 //!
-//! Loads and unloads are serialised per repository by an async mutex; a reload builds the
-//! new versions first and swaps only when they are READY, so a broken update leaves the
-//! old versions serving. Replaced and unloaded versions finish their queued requests
-//! before their instances stop.
+//! Changes to one model (load, poll, unload, rollback) are serialised by that model's
+//! lock, and at most `load_parallelism` loads build at once across models. Table writes
+//! are serialised by `writer` and are short: building happens before, draining after.
+//! How a load swaps versions: [`crate::apply`]; which version answers: [`crate::versions`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use lrai_backend::{Backend, BackendKind};
 use lrai_monitor::Metrics;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
+use crate::backends::Backends;
 use crate::handle::ModelHandle;
-use crate::loader::{LoadSettings, VersionJob, list_models, load_version, read_model_dir};
+use crate::loader::{LoadSettings, list_models};
+use crate::versions::ModelEntry;
 use crate::{RepoError, Result};
-
-/// The backends a repository can load models on, by config name, and the default.
-#[derive(Debug, Clone)]
-pub struct Backends {
-    default: Arc<dyn Backend>,
-    by_name: BTreeMap<String, Arc<dyn Backend>>,
-    unavailable: BTreeMap<String, String>,
-}
-
-impl Backends {
-    /// A set with `default` for models that don't ask (`lrai.backend` unset or `auto`).
-    pub fn new(default: Arc<dyn Backend>) -> Backends {
-        let mut by_name = BTreeMap::new();
-        by_name.insert(default.kind().as_str().to_string(), Arc::clone(&default));
-        Backends {
-            default,
-            by_name,
-            unavailable: BTreeMap::new(),
-        }
-    }
-
-    /// Adds a backend under a name (`tract`, `onnxruntime`, or a test's `fake`).
-    #[must_use]
-    pub fn with(mut self, name: &str, backend: Arc<dyn Backend>) -> Backends {
-        self.by_name.insert(name.to_string(), backend);
-        self
-    }
-
-    /// Records why a backend can't be used, for models that ask for it.
-    #[must_use]
-    pub fn without(mut self, name: &str, reason: &str) -> Backends {
-        self.unavailable
-            .insert(name.to_string(), reason.to_string());
-        self
-    }
-
-    /// The default backend's kind.
-    pub fn default_kind(&self) -> BackendKind {
-        self.default.kind()
-    }
-
-    pub(crate) fn pick(&self, model: &str, wanted: Option<&str>) -> Result<Arc<dyn Backend>> {
-        match wanted {
-            None | Some("" | "auto") => Ok(Arc::clone(&self.default)),
-            Some(name) => {
-                let name = if name == "ort" { "onnxruntime" } else { name };
-                self.by_name
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| RepoError::BackendUnavailable {
-                        model: model.to_string(),
-                        backend: name.to_string(),
-                        reason: self.unavailable.get(name).cloned().unwrap_or_else(|| {
-                            format!(
-                                "known backends: {}",
-                                self.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
-                            )
-                        }),
-                    })
-            }
-        }
-    }
-}
 
 /// When models load and whether the API may load/unload them (Triton's
 /// `--model-control-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ControlMode {
-    /// Load every model at start; the repository API can't load or unload.
-    None,
-    /// Load the models named at start (all by default); the API loads and unloads.
+    /// Load every model at start and ignore later changes; the repository API can't
+    /// load, unload or roll back (Triton's default).
     #[default]
+    None,
+    /// Load every model at start, then rescan the repository every poll interval and
+    /// apply what changed on disk; the API can roll back but not load or unload.
+    Poll,
+    /// Load the models named at start (all by default); the API loads, unloads and
+    /// rolls back.
     Explicit,
+}
+
+impl ControlMode {
+    /// The flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlMode::None => "none",
+            ControlMode::Poll => "poll",
+            ControlMode::Explicit => "explicit",
+        }
+    }
+
+    /// From the flag's spelling (`none`, `poll`, `explicit`; any case, as Triton's).
+    pub fn parse(text: &str) -> Option<ControlMode> {
+        match text.to_ascii_lowercase().as_str() {
+            "none" => Some(ControlMode::None),
+            "poll" => Some(ControlMode::Poll),
+            "explicit" => Some(ControlMode::Explicit),
+            _ => None,
+        }
+    }
 }
 
 /// Repository settings.
@@ -102,8 +67,10 @@ pub struct RepoConfig {
     pub control: ControlMode,
     /// Models to load at start; empty = all.
     pub startup_models: Vec<String>,
-    /// Models loading at once at start.
+    /// Loads building at once (startup, API and poller alike); at least 1.
     pub load_parallelism: usize,
+    /// How often the poller rescans the repository ([`ControlMode::Poll`]).
+    pub poll_interval: Duration,
     /// Per-model load settings.
     pub load: LoadSettings,
 }
@@ -143,24 +110,22 @@ pub struct IndexEntry {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default)]
-struct ModelEntry {
-    versions: BTreeMap<u64, Arc<ModelHandle>>,
-    /// Failed versions (or the whole model, under key 0) with the reason.
-    failures: BTreeMap<u64, String>,
-    loading: bool,
-}
-
-type Table = BTreeMap<String, ModelEntry>;
+pub(crate) type Table = BTreeMap<String, ModelEntry>;
 
 /// The model repository and its table of loaded models.
 #[derive(Debug)]
 pub struct Repository {
-    config: RepoConfig,
-    backends: Backends,
-    metrics: Metrics,
-    table: ArcSwap<Table>,
-    writer: Mutex<()>,
+    pub(crate) config: RepoConfig,
+    pub(crate) backends: Backends,
+    pub(crate) metrics: Metrics,
+    /// Shared with the tasks that retire replaced versions.
+    pub(crate) table: Arc<ArcSwap<Table>>,
+    /// Serialises table writes (each a clone, an edit and a swap).
+    pub(crate) writer: Mutex<()>,
+    /// One lock per model name: changes to one model run one at a time.
+    model_locks: std::sync::Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    /// Bounds the loads building at once.
+    pub(crate) load_slots: Semaphore,
 }
 
 impl Repository {
@@ -176,11 +141,13 @@ impl Repository {
             });
         }
         Ok(Repository {
+            load_slots: Semaphore::new(config.load_parallelism.max(1)),
             config,
             backends,
             metrics,
-            table: ArcSwap::from_pointee(Table::new()),
+            table: Arc::new(ArcSwap::from_pointee(Table::new())),
             writer: Mutex::new(()),
+            model_locks: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -194,167 +161,100 @@ impl Repository {
         self.config.control
     }
 
-    /// Loads the startup models, a few at a time. Models that fail are recorded as
-    /// unavailable with their reason; the others serve.
+    /// How often the poller rescans ([`ControlMode::Poll`]).
+    pub fn poll_interval(&self) -> Duration {
+        self.config.poll_interval
+    }
+
+    /// Loads the startup models: every model in the repository, or in explicit mode the
+    /// `--load-model` ones when given. At most `load_parallelism` build at once. Models
+    /// that fail are recorded as unavailable with their reason; the others serve.
     ///
     /// # Errors
     /// [`RepoError::Repository`] when the directory can't be listed.
     pub async fn load_startup(&self) -> Result<()> {
         let root = self.config.root.clone();
-        let mut names =
-            if self.config.startup_models.is_empty() || self.config.control == ControlMode::None {
-                tokio::task::spawn_blocking(move || list_models(&root))
-                    .await
-                    .map_err(|e| RepoError::Repository {
-                        path: self.config.root.clone(),
-                        reason: e.to_string(),
-                    })??
-            } else {
-                self.config.startup_models.clone()
-            };
+        let explicit_list =
+            self.config.control == ControlMode::Explicit && !self.config.startup_models.is_empty();
+        let mut names = if explicit_list {
+            self.config.startup_models.clone()
+        } else {
+            tokio::task::spawn_blocking(move || list_models(&root))
+                .await
+                .map_err(|e| RepoError::Repository {
+                    path: self.config.root.clone(),
+                    reason: e.to_string(),
+                })??
+        };
+        names.sort();
         names.dedup();
-        let parallel = self.config.load_parallelism.max(1);
-        for chunk in names.chunks(parallel) {
-            let loads = chunk.iter().map(|n| self.load_model(n));
-            for (name, result) in chunk.iter().zip(futures_join_all(loads).await) {
-                if let Err(e) = result {
-                    tracing::error!(model = %name, error = %e, "model failed to load");
-                }
+        // The load slots bound how many build at once.
+        let loads = names.iter().map(|n| self.load_model(n));
+        for (name, result) in names.iter().zip(futures_join_all(loads).await) {
+            if let Err(e) = result {
+                tracing::error!(model = %name, error = %e, "model failed to load");
             }
         }
         Ok(())
     }
 
     /// Loads (or reloads) a model from the repository: every version its policy names.
-    /// New versions replace old ones only when all of them are READY.
+    /// Versions whose files and config are unchanged keep serving as they are; changed
+    /// and new ones are built and warmed while the old ones serve, then swapped in at
+    /// once; versions the policy no longer names are drained and stopped. A second load
+    /// of the same model waits for the first, then applies what is on disk then.
     ///
     /// # Errors
-    /// The load error; the table then records the model as unavailable (a first load) or
-    /// keeps the old versions (a reload).
+    /// The first load error. A version that fails never serves: its old build (if any)
+    /// keeps serving, and the reason is in the index and the log.
     pub async fn load_model(&self, name: &str) -> Result<()> {
-        // A name with no directory never enters the table: a typo must not leave an
-        // UNAVAILABLE entry behind that turns server readiness false.
-        let bad_name =
-            name.trim().is_empty() || name.contains(['/', '\\']) || name.starts_with('.');
-        if bad_name {
-            return Err(RepoError::InvalidModelName {
-                name: name.to_string(),
-            });
-        }
+        check_name(name)?;
         if !self.config.root.join(name).is_dir() {
             return Err(RepoError::ModelNotFound {
                 name: name.to_string(),
                 available: self.names().join(", "),
             });
         }
-        self.mark_loading(name, true).await;
-        let result = self.build_model(name).await;
+        let lock = self.model_lock(name);
+        let _serial = lock.lock().await;
+        self.apply(name).await
+    }
+
+    /// The lock that serialises changes to one model.
+    pub(crate) fn model_lock(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut locks = self
+            .model_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(locks.entry(name.to_string()).or_default())
+    }
+
+    /// Applies `edit` to a copy of the table and publishes it (one atomic swap).
+    pub(crate) async fn edit_table<T>(&self, edit: impl FnOnce(&mut Table) -> T) -> T {
         let _guard = self.writer.lock().await;
         let mut table = (**self.table.load()).clone();
-        let entry = table.entry(name.to_string()).or_default();
-        entry.loading = false;
-        let replaced = match &result {
-            Ok(versions) => {
-                entry.failures.clear();
-                std::mem::replace(&mut entry.versions, versions.clone())
-            }
-            Err(RepoError::ModelNotFound { .. }) if entry.versions.is_empty() => {
-                // The directory vanished meanwhile: forget the model.
-                table.remove(name);
-                BTreeMap::new()
-            }
-            Err(e) => {
-                if entry.versions.is_empty() {
-                    // With its causes: "invalid configuration X" alone doesn't say what to fix.
-                    entry.failures.insert(0, error_chain(&e));
-                } else {
-                    tracing::warn!(model = %name, error = %e, "reload failed; the loaded versions keep serving");
-                }
-                BTreeMap::new()
-            }
-        };
+        let out = edit(&mut table);
         self.table.store(Arc::new(table));
-        drop(_guard);
-        let keep: Vec<u64> = result
-            .as_ref()
-            .map(|v| v.keys().copied().collect())
-            .unwrap_or_default();
-        for (v, old) in replaced {
-            if !keep.contains(&v) {
-                self.metrics.forget(name, &v.to_string());
-            }
-            tokio::spawn(async move { old.shutdown().await });
-        }
-        result.map(|_| ())
+        out
     }
 
-    async fn mark_loading(&self, name: &str, loading: bool) {
-        let _guard = self.writer.lock().await;
-        let mut table = (**self.table.load()).clone();
-        table.entry(name.to_string()).or_default().loading = loading;
-        self.table.store(Arc::new(table));
-    }
-
-    async fn build_model(&self, name: &str) -> Result<BTreeMap<u64, Arc<ModelHandle>>> {
-        let root = self.config.root.clone();
-        let owned = name.to_string();
-        let dir = tokio::task::spawn_blocking(move || read_model_dir(&root, &owned))
-            .await
-            .map_err(|e| RepoError::LoadPanicked {
-                model: name.to_string(),
-                version: 0,
-                reason: e.to_string(),
-            })?
-            .map_err(|e| match e {
-                RepoError::ModelNotFound { name, .. } => RepoError::ModelNotFound {
-                    name,
-                    available: self.names().join(", "),
-                },
-                other => other,
-            })?;
-        let mut loaded = BTreeMap::new();
-        for version in dir.versions {
-            let job = VersionJob {
-                root: self.config.root.clone(),
-                name: name.to_string(),
-                version,
-                config: dir.config.clone(),
-                backends: self.backends.clone(),
-                settings: self.config.load.clone(),
-                metrics: self.metrics.clone(),
-            };
-            match load_version(job).await {
-                Ok(h) => {
-                    loaded.insert(version, h);
-                }
-                Err(e) => {
-                    // Stop what was built; nothing of this load is published.
-                    for (_, h) in loaded {
-                        tokio::spawn(async move { h.shutdown().await });
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(loaded)
-    }
-
-    /// Unloads every version of a model; queued requests finish first.
+    /// Unloads every version of a model; requests that already have a version finish
+    /// on it first.
     ///
     /// # Errors
     /// [`RepoError::ModelNotFound`] when it is not in the table.
     pub async fn unload_model(&self, name: &str) -> Result<()> {
-        let guard = self.writer.lock().await;
-        let mut table = (**self.table.load()).clone();
-        let Some(entry) = table.remove(name) else {
+        let lock = self.model_lock(name);
+        let _serial = lock.lock().await;
+        let removed = self.edit_table(|t| t.remove(name)).await;
+        let Some(entry) = removed else {
             return Err(RepoError::ModelNotFound {
                 name: name.to_string(),
                 available: self.names().join(", "),
             });
         };
-        self.table.store(Arc::new(table));
-        drop(guard);
         for (v, h) in entry.versions {
+            crate::apply::drain(&h).await;
             h.shutdown().await;
             self.metrics.forget(name, &v.to_string());
         }
@@ -367,7 +267,9 @@ impl Repository {
         self.table.load().keys().cloned().collect()
     }
 
-    /// The READY handle for a model and version ("" or `None` = the highest READY one).
+    /// The READY handle for a model and version. `""` or `None` asks for the version
+    /// that answers unversioned requests (the highest loaded one, or the one a rollback
+    /// pinned).
     ///
     /// # Errors
     /// [`RepoError::ModelNotFound`], [`RepoError::BadVersion`],
@@ -380,46 +282,33 @@ impl Repository {
                 available: table.keys().cloned().collect::<Vec<_>>().join(", "),
             });
         };
-        let ready = || {
-            entry
-                .versions
-                .keys()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+        let Some(v) = version.filter(|v| !v.is_empty()) else {
+            return entry
+                .unversioned()
+                .cloned()
+                .ok_or_else(|| RepoError::ModelUnavailable {
+                    name: name.to_string(),
+                    reason: unavailable_reason(entry),
+                });
         };
-        match version.filter(|v| !v.is_empty()) {
-            None => entry.versions.values().next_back().cloned().ok_or_else(|| {
-                RepoError::ModelUnavailable {
-                    name: name.to_string(),
-                    reason: if entry.loading {
-                        "it is loading".to_string()
-                    } else {
-                        entry
-                            .failures
-                            .values()
-                            .next()
-                            .cloned()
-                            .unwrap_or_else(|| "no version is loaded".into())
-                    },
-                }
-            }),
-            Some(v) => {
-                let n: u64 = v.parse().map_err(|_| RepoError::BadVersion {
-                    name: name.to_string(),
-                    version: v.to_string(),
-                })?;
-                entry
-                    .versions
-                    .get(&n)
-                    .cloned()
-                    .ok_or_else(|| RepoError::VersionNotFound {
-                        name: name.to_string(),
-                        version: n,
-                        ready: ready(),
-                    })
-            }
-        }
+        let n: u64 = v.parse().map_err(|_| RepoError::BadVersion {
+            name: name.to_string(),
+            version: v.to_string(),
+        })?;
+        entry
+            .versions
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| RepoError::VersionNotFound {
+                name: name.to_string(),
+                version: n,
+                ready: ready_list(entry),
+            })
+    }
+
+    /// The version that answers unversioned requests of a model, if one is READY.
+    pub fn serving_version(&self, name: &str) -> Option<u64> {
+        self.table.load().get(name).and_then(ModelEntry::serving)
     }
 
     /// Every READY handle.
@@ -439,38 +328,18 @@ impl Repository {
             .all(|e| !e.versions.is_empty() && !e.loading)
     }
 
-    /// The repository index: models in the directory and in the table, with states.
+    /// The repository index: models in the directory and in the table, with states: a
+    /// row per READY version and per version whose last load failed (with the reason).
     pub fn index(&self, ready_only: bool) -> Vec<IndexEntry> {
         let table = self.table.load();
-        let mut out = Vec::new();
         let mut names: Vec<String> = list_models(&self.config.root).unwrap_or_default();
         names.extend(table.keys().cloned());
         names.sort();
         names.dedup();
+        let mut out = Vec::new();
         for name in names {
             match table.get(&name) {
-                Some(e) if !e.versions.is_empty() => {
-                    for v in e.versions.keys() {
-                        out.push(IndexEntry {
-                            name: name.clone(),
-                            version: v.to_string(),
-                            state: VersionState::Ready,
-                            reason: String::new(),
-                        });
-                    }
-                }
-                Some(e) if e.loading => out.push(IndexEntry {
-                    name,
-                    version: String::new(),
-                    state: VersionState::Loading,
-                    reason: String::new(),
-                }),
-                Some(e) => out.push(IndexEntry {
-                    name,
-                    version: String::new(),
-                    state: VersionState::Unavailable,
-                    reason: e.failures.values().next().cloned().unwrap_or_default(),
-                }),
+                Some(e) => out.extend(e.index_rows(&name)),
                 None => out.push(IndexEntry {
                     name,
                     version: String::new(),
@@ -500,6 +369,45 @@ impl Repository {
     }
 }
 
+/// A name with no directory never enters the table: a typo must not leave an
+/// UNAVAILABLE entry behind that turns server readiness false.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let bad = name.trim().is_empty() || name.contains(['/', '\\']) || name.starts_with('.');
+    if bad {
+        return Err(RepoError::InvalidModelName {
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn ready_list(entry: &ModelEntry) -> String {
+    entry
+        .versions
+        .keys()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn unavailable_reason(entry: &ModelEntry) -> String {
+    if entry.loading {
+        return "it is loading".to_string();
+    }
+    entry
+        .failures
+        .iter()
+        .next()
+        .map(|(v, r)| {
+            if *v == crate::versions::MODEL_WIDE {
+                r.clone()
+            } else {
+                format!("version {v}: {r}")
+            }
+        })
+        .unwrap_or_else(|| "no version is loaded".into())
+}
+
 /// Awaits futures concurrently on this task (no extra dependency for `join_all`).
 async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
@@ -525,7 +433,7 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 }
 
 /// An error and its sources, `: `-joined.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -42,6 +42,7 @@ fn repo(root: &Path, fake: Arc<FakeBackend>) -> Repository {
         control: ControlMode::Explicit,
         startup_models: vec![],
         load_parallelism: 2,
+        poll_interval: Duration::from_secs(1),
         load: LoadSettings {
             session: SessionOptions {
                 intra_op_threads: Some(1),
@@ -346,6 +347,7 @@ async fn missing_repository_is_a_clear_error() {
             control: ControlMode::Explicit,
             startup_models: vec![],
             load_parallelism: 1,
+            poll_interval: Duration::from_secs(1),
             load: LoadSettings::default(),
         },
         backends,
@@ -353,4 +355,38 @@ async fn missing_repository_is_a_clear_error() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/models"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_pass_applies_only_what_changed_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_model("digits_mlp", dir.path(), "digits_mlp", &[1], None);
+    let r = repo(dir.path(), Arc::default());
+    let pass = r.poll_once().await.unwrap();
+    assert_eq!(pass.loaded, vec!["digits_mlp".to_string()]);
+    assert_eq!(r.serving_version("digits_mlp"), Some(1));
+    // Nothing changed: nothing is loaded again.
+    assert_eq!(r.poll_once().await.unwrap(), lrai_repo::PollPass::default());
+    // A new version: loaded, and it serves (latest 1); 1 leaves.
+    copy_model("digits_mlp", dir.path(), "digits_mlp", &[2], None);
+    let pass = r.poll_once().await.unwrap();
+    assert_eq!(pass.loaded, vec!["digits_mlp".to_string()]);
+    assert_eq!(r.serving_version("digits_mlp"), Some(2));
+    assert!(r.get("digits_mlp", Some("1")).is_err());
+    // Rollback returns to 1 (loading it again); a second one has nowhere to go.
+    let done = r.rollback("digits_mlp").await.unwrap();
+    assert_eq!((done.from, done.to), (2, 1));
+    assert_eq!(r.serving_version("digits_mlp"), Some(1));
+    assert!(matches!(
+        r.rollback("digits_mlp").await,
+        Err(RepoError::NoPreviousVersion { serving: 1, .. })
+    ));
+    // Unchanged files keep the rollback's pin; a removed directory unloads the model.
+    assert_eq!(r.poll_once().await.unwrap(), lrai_repo::PollPass::default());
+    assert_eq!(r.serving_version("digits_mlp"), Some(1));
+    fs_err::remove_dir_all(dir.path().join("digits_mlp")).unwrap();
+    let pass = r.poll_once().await.unwrap();
+    assert_eq!(pass.unloaded, vec!["digits_mlp".to_string()]);
+    assert!(r.get("digits_mlp", None).is_err());
+    r.shutdown().await;
 }

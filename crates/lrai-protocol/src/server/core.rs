@@ -309,16 +309,37 @@ pub(crate) fn index(state: &ServerState, ready_only: bool) -> Vec<RepositoryInde
         .collect()
 }
 
-pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
-    if state.repo.control_mode() == ControlMode::None {
-        return Err(RepoError::ControlDisabled.into());
+/// Load and unload are Triton's explicit-mode API: refused in `none` and `poll`, as
+/// Triton refuses them.
+fn explicit_only(state: &ServerState) -> Result<()> {
+    match state.repo.control_mode() {
+        ControlMode::Explicit => Ok(()),
+        mode @ (ControlMode::None | ControlMode::Poll) => Err(RepoError::ControlDisabled {
+            mode: mode.as_str(),
+        }
+        .into()),
     }
+}
+
+pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
+    explicit_only(state)?;
     Ok(state.repo.load_model(name).await?)
 }
 
 pub(crate) async fn unload(state: &ServerState, name: &str) -> Result<()> {
-    if state.repo.control_mode() == ControlMode::None {
-        return Err(RepoError::ControlDisabled.into());
-    }
+    explicit_only(state)?;
     Ok(state.repo.unload_model(name).await?)
+}
+
+/// Rollback changes what serves, so control mode `none` refuses it; `poll` allows it
+/// (the pin holds until the model's files change).
+pub(crate) async fn rollback(state: &ServerState, name: &str) -> Result<lrai_repo::Rollback> {
+    let mode = state.repo.control_mode();
+    if mode == ControlMode::None {
+        return Err(RepoError::ControlDisabled {
+            mode: mode.as_str(),
+        }
+        .into());
+    }
+    Ok(state.repo.rollback(name).await?)
 }

@@ -170,7 +170,9 @@ fn backend_class(e: &BackendError) -> Class {
 fn repo_class(e: &RepoError) -> Class {
     match e {
         RepoError::ModelNotFound { .. } | RepoError::VersionNotFound { .. } => Class::NotFound,
-        RepoError::ModelUnavailable { .. } | RepoError::ControlDisabled => Class::Unavailable,
+        RepoError::ModelUnavailable { .. } | RepoError::ControlDisabled { .. } => {
+            Class::Unavailable
+        }
         RepoError::Io(_) | RepoError::LoadPanicked { .. } => Class::Internal,
         RepoError::Backend { source, .. } => backend_class(source),
         RepoError::Sched(e) => sched_class(e),
@@ -198,6 +200,8 @@ fn repo_class(e: &RepoError) -> Class {
         | RepoError::BackendUnavailable { .. }
         | RepoError::Warmup { .. }
         | RepoError::Prepare { .. }
+        | RepoError::NoPreviousVersion { .. }
+        | RepoError::RollbackTarget { .. }
         | RepoError::InputUnknown { .. }
         | RepoError::InputMissing { .. }
         | RepoError::InputDataType { .. }

@@ -211,6 +211,38 @@ impl GrpcInferenceService for Service {
     }
 }
 
+/// LRAI's own repository operations (`lrai.v1.RepositoryExtension`), on the gRPC port
+/// beside the inference service.
+pub fn lrai_extension_service(
+    state: Arc<ServerState>,
+) -> pb::lrai::repository_extension_server::RepositoryExtensionServer<Extension> {
+    pb::lrai::repository_extension_server::RepositoryExtensionServer::new(Extension { state })
+}
+
+/// The `lrai.v1.RepositoryExtension` implementation.
+#[derive(Debug, Clone)]
+pub struct Extension {
+    state: Arc<ServerState>,
+}
+
+#[tonic::async_trait]
+impl pb::lrai::repository_extension_server::RepositoryExtension for Extension {
+    async fn model_rollback(
+        &self,
+        r: Request<pb::lrai::ModelRollbackRequest>,
+    ) -> Reply<pb::lrai::ModelRollbackResponse> {
+        let r = r.into_inner();
+        let done = core::rollback(&self.state, &r.model_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::lrai::ModelRollbackResponse {
+            model_name: r.model_name,
+            from_version: done.from.to_string(),
+            to_version: done.to.to_string(),
+        }))
+    }
+}
+
 /// A response stream fed by a task through a bounded channel.
 fn async_stream<F, Fut>(body: F) -> tonic::codegen::BoxStream<pb::ModelStreamInferResponse>
 where

@@ -66,6 +66,7 @@ pub fn http_router(state: Arc<ServerState>) -> Router {
         .route("/v2/repository/index", post(repo_index))
         .route("/v2/repository/models/{model}/load", post(repo_load))
         .route("/v2/repository/models/{model}/unload", post(repo_unload))
+        .route("/v2/repository/models/{model}/rollback", post(repo_rollback))
         .fallback(|uri: axum::http::Uri| async move { ServerError::NoRoute(uri.path().to_string()).into_response() })
         // The limit is checked by the Bytes extractor; its rejection becomes our JSON error.
         .layer(DefaultBodyLimit::max(limit))
@@ -221,6 +222,22 @@ async fn repo_unload(
     let _req: RepositoryModelRequest = parse_optional(&body)?;
     core::unload(&s, &model).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// LRAI's extension: returns unversioned traffic to the previous version.
+async fn repo_rollback(
+    State(s): St,
+    Path(model): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(&s, body)?;
+    let _req: RepositoryModelRequest = parse_optional(&body)?;
+    let done = core::rollback(&s, &model).await?;
+    Ok(json(&serde_json::json!({
+        "model": model,
+        "from_version": done.from.to_string(),
+        "to_version": done.to.to_string(),
+    })))
 }
 
 async fn infer(

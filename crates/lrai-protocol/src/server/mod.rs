@@ -18,7 +18,7 @@ mod grpc;
 mod http;
 
 pub use error::ServerError;
-pub use grpc::grpc_service;
+pub use grpc::{Extension, grpc_service, lrai_extension_service};
 pub use http::{http_router, metrics_router};
 
 /// Front-end settings.
