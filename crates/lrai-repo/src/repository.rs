@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 use lrai_backend::{Backend, BackendKind};
@@ -159,7 +159,8 @@ pub struct Repository {
     config: RepoConfig,
     backends: Backends,
     metrics: Metrics,
-    table: ArcSwap<Table>,
+    // Shared so ensembles can look their step models up (weakly: the table holds them).
+    table: Arc<ArcSwap<Table>>,
     writer: Mutex<()>,
 }
 
@@ -179,7 +180,7 @@ impl Repository {
             config,
             backends,
             metrics,
-            table: ArcSwap::from_pointee(Table::new()),
+            table: Arc::new(ArcSwap::from_pointee(Table::new())),
             writer: Mutex::new(()),
         })
     }
@@ -213,12 +214,23 @@ impl Repository {
                 self.config.startup_models.clone()
             };
         names.dedup();
+        // Ensembles load after their step models.
+        let root = self.config.root.clone();
+        let waves =
+            tokio::task::spawn_blocking(move || crate::ensemble::load::startup_waves(&root, names))
+                .await
+                .map_err(|e| RepoError::Repository {
+                    path: self.config.root.clone(),
+                    reason: e.to_string(),
+                })?;
         let parallel = self.config.load_parallelism.max(1);
-        for chunk in names.chunks(parallel) {
-            let loads = chunk.iter().map(|n| self.load_model(n));
-            for (name, result) in chunk.iter().zip(futures_join_all(loads).await) {
-                if let Err(e) = result {
-                    tracing::error!(model = %name, error = %e, "model failed to load");
+        for names in waves {
+            for chunk in names.chunks(parallel) {
+                let loads = chunk.iter().map(|n| self.load_model(n));
+                for (name, result) in chunk.iter().zip(futures_join_all(loads).await) {
+                    if let Err(e) = result {
+                        tracing::error!(model = %name, error = %e, "model failed to load");
+                    }
                 }
             }
         }
@@ -312,6 +324,21 @@ impl Repository {
                 },
                 other => other,
             })?;
+        if let Some(config) = dir
+            .config
+            .clone()
+            .filter(crate::config::ModelConfig::is_ensemble)
+        {
+            return crate::ensemble::load::load(crate::ensemble::load::EnsembleJob {
+                root: self.config.root.clone(),
+                name: name.to_string(),
+                versions: dir.versions,
+                config,
+                metrics: self.metrics.clone(),
+                models: ModelLookup(Arc::downgrade(&self.table)),
+            })
+            .await;
+        }
         let mut loaded = BTreeMap::new();
         for version in dir.versions {
             let job = VersionJob {
@@ -373,53 +400,15 @@ impl Repository {
     /// [`RepoError::ModelNotFound`], [`RepoError::BadVersion`],
     /// [`RepoError::VersionNotFound`], [`RepoError::ModelUnavailable`].
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<ModelHandle>> {
-        let table = self.table.load();
-        let Some(entry) = table.get(name) else {
-            return Err(RepoError::ModelNotFound {
+        let handle = lookup(&self.table.load(), name, version)?;
+        // An ensemble is loaded but can't serve while a step model isn't ready.
+        if let Some(reason) = handle.unready_reason() {
+            return Err(RepoError::ModelUnavailable {
                 name: name.to_string(),
-                available: table.keys().cloned().collect::<Vec<_>>().join(", "),
+                reason,
             });
-        };
-        let ready = || {
-            entry
-                .versions
-                .keys()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match version.filter(|v| !v.is_empty()) {
-            None => entry.versions.values().next_back().cloned().ok_or_else(|| {
-                RepoError::ModelUnavailable {
-                    name: name.to_string(),
-                    reason: if entry.loading {
-                        "it is loading".to_string()
-                    } else {
-                        entry
-                            .failures
-                            .values()
-                            .next()
-                            .cloned()
-                            .unwrap_or_else(|| "no version is loaded".into())
-                    },
-                }
-            }),
-            Some(v) => {
-                let n: u64 = v.parse().map_err(|_| RepoError::BadVersion {
-                    name: name.to_string(),
-                    version: v.to_string(),
-                })?;
-                entry
-                    .versions
-                    .get(&n)
-                    .cloned()
-                    .ok_or_else(|| RepoError::VersionNotFound {
-                        name: name.to_string(),
-                        version: n,
-                        ready: ready(),
-                    })
-            }
         }
+        Ok(handle)
     }
 
     /// Every READY handle.
@@ -433,10 +422,11 @@ impl Repository {
 
     /// True when every model in the table has a READY version and none is loading.
     pub fn all_ready(&self) -> bool {
-        self.table
-            .load()
-            .values()
-            .all(|e| !e.versions.is_empty() && !e.loading)
+        self.table.load().values().all(|e| {
+            !e.versions.is_empty()
+                && !e.loading
+                && e.versions.values().all(|h| h.unready_reason().is_none())
+        })
     }
 
     /// The repository index: models in the directory and in the table, with states.
@@ -450,12 +440,17 @@ impl Repository {
         for name in names {
             match table.get(&name) {
                 Some(e) if !e.versions.is_empty() => {
-                    for v in e.versions.keys() {
+                    for (v, h) in &e.versions {
+                        let why = h.unready_reason();
                         out.push(IndexEntry {
                             name: name.clone(),
                             version: v.to_string(),
-                            state: VersionState::Ready,
-                            reason: String::new(),
+                            state: if why.is_some() {
+                                VersionState::Unavailable
+                            } else {
+                                VersionState::Ready
+                            },
+                            reason: why.unwrap_or_default(),
                         });
                     }
                 }
@@ -497,6 +492,75 @@ impl Repository {
         for h in handles {
             h.shutdown().await;
         }
+    }
+}
+
+/// The loaded handle for a model and version ("" or `None` = the highest loaded one).
+fn lookup(table: &Table, name: &str, version: Option<&str>) -> Result<Arc<ModelHandle>> {
+    let Some(entry) = table.get(name) else {
+        return Err(RepoError::ModelNotFound {
+            name: name.to_string(),
+            available: table.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    };
+    let ready = || {
+        entry
+            .versions
+            .keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match version.filter(|v| !v.is_empty()) {
+        None => entry.versions.values().next_back().cloned().ok_or_else(|| {
+            RepoError::ModelUnavailable {
+                name: name.to_string(),
+                reason: if entry.loading {
+                    "it is loading".to_string()
+                } else {
+                    entry
+                        .failures
+                        .values()
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(|| "no version is loaded".into())
+                },
+            }
+        }),
+        Some(v) => {
+            let n: u64 = v.parse().map_err(|_| RepoError::BadVersion {
+                name: name.to_string(),
+                version: v.to_string(),
+            })?;
+            entry
+                .versions
+                .get(&n)
+                .cloned()
+                .ok_or_else(|| RepoError::VersionNotFound {
+                    name: name.to_string(),
+                    version: n,
+                    ready: ready(),
+                })
+        }
+    }
+}
+
+/// Looks models up in the live table, for ensembles: weak, because the table holds the
+/// ensembles that hold this.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelLookup(Weak<ArcSwap<Table>>);
+
+impl ModelLookup {
+    /// The loaded handle of a model and version (see [`Repository::get`]).
+    pub(crate) fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<ModelHandle>> {
+        let table = self
+            .0
+            .upgrade()
+            .ok_or_else(|| RepoError::ModelUnavailable {
+                name: name.to_string(),
+                reason: "the repository has shut down".into(),
+            })?;
+        lookup(&table.load(), name, version)
     }
 }
 
