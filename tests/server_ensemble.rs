@@ -38,7 +38,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The pipeline's config renamed to `name`, with `edits` (from, to) applied.
-fn pipeline_variant(repo: &Path, name: &str, edits: &[(&str, &str)]) {
+fn pipeline_variant(repo: &Path, name: &str, edits: &[(String, String)]) {
     let mut text =
         fs_err::read_to_string(fixtures().join("repo/ens_pipeline/config.pbtxt")).unwrap();
     for (from, to) in edits {
@@ -46,7 +46,7 @@ fn pipeline_variant(repo: &Path, name: &str, edits: &[(&str, &str)]) {
             text.contains(from),
             "'{from}' is not in the pipeline config"
         );
-        text = text.replace(from, to);
+        text = text.replace(from.as_str(), to);
     }
     text = text.replace("name: \"ens_pipeline\"", &format!("name: \"{name}\""));
     fs_err::create_dir_all(repo.join(name).join("1")).unwrap();
@@ -57,52 +57,60 @@ const RAW_IN: &str = "input [ { name: \"RAW\" data_type: TYPE_FP32 dims: [ 4 ] }
 const PRE_IN: &str = "input_map { key: \"raw\" value: \"RAW\" }";
 const SCORE_OUT: &str = "output_map { key: \"s\" value: \"SCORE\" }";
 
-/// Broken ensembles: (name, edits of the pipeline config, what the index must say).
-fn broken() -> Vec<(
-    &'static str,
-    Vec<(&'static str, &'static str)>,
-    &'static str,
-)> {
+/// A broken ensemble: the pipeline config with `edits` (from, to), and what the index must say.
+struct Broken {
+    name: &'static str,
+    edits: Vec<(String, String)>,
+    reason: &'static str,
+}
+
+fn broken() -> Vec<Broken> {
+    let case = |name, from: &str, to: String, reason| Broken {
+        name,
+        edits: vec![(from.to_string(), to)],
+        reason,
+    };
     vec![
-        (
+        case(
             "bad_cycle",
-            vec![(PRE_IN, "input_map { key: \"raw\" value: \"PROBS\" }")],
+            PRE_IN,
+            "input_map { key: \"raw\" value: \"PROBS\" }".into(),
             "the steps form a cycle",
         ),
-        (
+        case(
             "bad_unknown",
-            vec![("model_name: \"ens_score\"", "model_name: \"nope\"")],
+            "model_name: \"ens_score\"",
+            "model_name: \"nope\"".into(),
             "step 2 (model 'nope') names a model that is not in the repository",
         ),
-        (
+        case(
             "bad_dtype",
-            vec![(
-                RAW_IN,
-                &RAW_IN.replace("TYPE_FP32", "TYPE_INT32").leak()[..],
-            )],
+            RAW_IN,
+            RAW_IN.replace("TYPE_FP32", "TYPE_INT32"),
             "ensemble tensor 'RAW' has two datatypes",
         ),
-        (
+        case(
             "bad_shape",
-            vec![(RAW_IN, &RAW_IN.replace("[ 4 ]", "[ 5 ]").leak()[..])],
+            RAW_IN,
+            RAW_IN.replace("[ 4 ]", "[ 5 ]"),
             "ensemble tensor 'RAW' has incompatible shapes",
         ),
-        (
+        case(
             "bad_unmapped",
-            vec![(SCORE_OUT, "output_map { key: \"s\" value: \"SCORE2\" }")],
+            SCORE_OUT,
+            "output_map { key: \"s\" value: \"SCORE2\" }".into(),
             "ensemble output 'SCORE' is not produced by any step",
         ),
-        (
+        case(
             "bad_twice",
-            vec![(SCORE_OUT, "output_map { key: \"s\" value: \"PROBS\" }")],
+            SCORE_OUT,
+            "output_map { key: \"s\" value: \"PROBS\" }".into(),
             "ensemble tensor 'PROBS' is produced twice",
         ),
-        (
+        case(
             "bad_names",
-            vec![(
-                "input_map { key: \"x\" value: \"FEAT\" }",
-                "input_map { key: \"nope\" value: \"FEAT\" }",
-            )],
+            "input_map { key: \"x\" value: \"FEAT\" }",
+            "input_map { key: \"nope\" value: \"FEAT\" }".into(),
             "step 1 (model 'ens_clf') has no input 'nope'",
         ),
     ]
@@ -116,11 +124,11 @@ fn repository(with_broken: bool) -> tempfile::TempDir {
     pipeline_variant(
         dir.path(),
         "ens_var",
-        &[(RAW_IN, RAW_IN.replace("[ 4 ]", "[ -1 ]").as_str())],
+        &[(RAW_IN.to_string(), RAW_IN.replace("[ 4 ]", "[ -1 ]"))],
     );
     if with_broken {
-        for (name, edits, _) in broken() {
-            pipeline_variant(dir.path(), name, &edits);
+        for b in broken() {
+            pipeline_variant(dir.path(), b.name, &b.edits);
         }
     }
     dir
@@ -295,7 +303,7 @@ async fn index_entry(s: &RunningServer, model: &str) -> Value {
 async fn broken_ensembles_say_why_and_the_rest_serves() {
     let repo = repository(true);
     let s = start_on(repo.path(), BackendKind::Tract).await.unwrap();
-    for (name, _, reason) in broken() {
+    for Broken { name, reason, .. } in broken() {
         let entry = index_entry(&s, name).await;
         assert_eq!(entry["state"], "UNAVAILABLE", "{name}: {entry}");
         let text = entry["reason"].as_str().unwrap_or_default();

@@ -253,10 +253,10 @@ impl ServerError {
 
     /// Whether a client should retry later (adds `Retry-After`).
     pub fn retryable(&self) -> bool {
-        let mut e = match self {
-            ServerError::Repo(e) => e,
-            _ => return false,
+        let ServerError::Repo(e) = self else {
+            return false;
         };
+        let mut e: &RepoError = e;
         while let RepoError::EnsembleStep { source, .. } = e {
             e = source;
         }

@@ -330,6 +330,46 @@ output [ { name: "PROBS" data_type: TYPE_FP32 dims: [ 3 ] },
     }
 
     #[test]
+    fn round_trips_through_pbtxt_and_shows_in_json() {
+        let text = format!(
+            "{HEAD}ensemble_scheduling {{ step [ {} ] }}",
+            diamond().join(", ")
+        );
+        let (config, warnings) = ModelConfig::from_text(&text, "ens").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (again, _) = ModelConfig::from_text(&config.to_pbtxt(), "ens").unwrap();
+        assert_eq!(again, config);
+        let json = config.to_triton_json();
+        assert_eq!(json["platform"], "ensemble");
+        let steps = json["ensemble_scheduling"]["step"].as_array().unwrap();
+        assert_eq!(steps[2]["input_map"]["b"], "FEAT");
+        assert_eq!(steps[1]["model_version"], -1);
+    }
+
+    #[test]
+    fn refuses_ensemble_settings_of_ordinary_models() {
+        let steps = diamond().join(", ");
+        for (edit, want) in [
+            ("platform: \"ensemble\"", "platform is \"\""),
+            ("max_batch_size: 8", "instance_group is set"),
+        ] {
+            let replaced = match edit {
+                "max_batch_size: 8" => {
+                    HEAD.replace(edit, "max_batch_size: 8 instance_group [ { count: 1 } ]")
+                }
+                _ => HEAD.replace(edit, ""),
+            };
+            let text = format!("{replaced}ensemble_scheduling {{ step [ {steps} ] }}");
+            let e = ModelConfig::from_text(&text, "ens")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let e = ModelConfig::from_text(HEAD, "ens").unwrap_err().to_string();
+        assert!(e.contains("needs an ensemble_scheduling"), "{e}");
+    }
+
+    #[test]
     fn steps_listed_out_of_order_still_build() {
         let mut s = diamond();
         s.reverse();
