@@ -116,11 +116,29 @@ fn broken() -> Vec<Broken> {
     ]
 }
 
-/// The fixture repository, plus `ens_var` (RAW dims [-1], so a wrong width passes the
-/// ensemble and fails in a step) and, with `with_broken`, the broken ensembles.
+/// An ensemble of the pipeline ensemble. Its name sorts before `ens_pipeline`, so it only
+/// loads if ensembles load after their steps.
+const NESTED: &str = r#"
+name: "ens_nested"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "P" data_type: TYPE_FP32 dims: [ 3 ] }, { name: "S" data_type: TYPE_FP32 dims: [ 1 ] } ]
+ensemble_scheduling { step [ {
+  model_name: "ens_pipeline"
+  input_map { key: "RAW" value: "IN" }
+  output_map { key: "PROBS" value: "P" }
+  output_map { key: "SCORE" value: "S" }
+} ] }
+"#;
+
+/// The fixture repository, plus `ens_nested`, `ens_var` (RAW dims [-1], so a wrong width
+/// passes the ensemble and fails in a step) and, with `with_broken`, the broken ensembles.
 fn repository(with_broken: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixtures().join("repo"), dir.path());
+    fs_err::create_dir_all(dir.path().join("ens_nested/1")).unwrap();
+    fs_err::write(dir.path().join("ens_nested/config.pbtxt"), NESTED).unwrap();
     pipeline_variant(
         dir.path(),
         "ens_var",
@@ -248,6 +266,15 @@ async fn ensemble_answers_as_onnx_runtime_step_by_step_on_every_backend() {
         let (status, ready) = call(s.http_addr, "GET", "/v2/health/ready", &Value::Null).await;
         assert_eq!(status, 200, "{kind:?}: {ready}");
         interleaved(s.http_addr, 15, &format!("{kind:?}")).await;
+        for (i, case) in cases().iter().enumerate() {
+            let body = infer_body("IN", &rows(&case["raw"]));
+            let (status, resp) =
+                call(s.http_addr, "POST", "/v2/models/ens_nested/infer", &body).await;
+            let what = format!("{kind:?}, ens_nested, case {i}");
+            assert_eq!(status, 200, "{what}: {resp}");
+            assert_output(&resp, "P", &rows(&case["probs"]), &what);
+            assert_output(&resp, "S", &rows(&case["score"]), &what);
+        }
         s.shutdown().await;
     }
 }
