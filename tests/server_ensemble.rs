@@ -315,6 +315,28 @@ async fn metadata_and_config_show_the_ensemble_as_triton_does() {
     assert_eq!(steps[2]["input_map"], json!({"a": "RAW", "b": "FEAT"}));
     assert_eq!(steps[2]["output_map"], json!({"s": "SCORE"}));
     assert!(config.get("dynamic_batching").is_none(), "{config}");
+
+    // Statistics: the ensemble's queue count grows by one per step run (Triton aggregates
+    // its composing models; perf_analyzer finds the ensemble's version by it).
+    let case = &cases()[0];
+    let body = infer_body("RAW", &rows(&case["raw"]));
+    for _ in 0..2 {
+        let (status, resp) =
+            call(s.http_addr, "POST", "/v2/models/ens_pipeline/infer", &body).await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    let (status, stats) = call(
+        s.http_addr,
+        "GET",
+        "/v2/models/ens_pipeline/stats",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{stats}");
+    let st = &stats["model_stats"][0]["inference_stats"];
+    assert_eq!(st["success"]["count"], 2, "{stats}");
+    assert_eq!(st["queue"]["count"], 6, "{stats}");
+    assert_eq!(st["compute_infer"]["count"], 6, "{stats}");
     s.shutdown().await;
 }
 

@@ -89,6 +89,7 @@ pub(crate) async fn load(job: EnsembleJob) -> Result<BTreeMap<u64, Arc<ModelHand
             plan: Arc::clone(&plan),
             models: job.models.clone(),
             outputs: config.output.iter().map(|o| o.name.clone()).collect(),
+            metrics: Arc::clone(&metrics),
         };
         handles.insert(
             version,

@@ -24,10 +24,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lrai_core::Tensor;
 use lrai_exec::JobOutput;
+use lrai_monitor::{BatchTimings, ModelMetrics};
 use tokio::task::JoinSet;
 
 use crate::handle::ModelHandle;
@@ -46,9 +47,18 @@ pub(crate) struct Ensemble {
     models: ModelLookup,
     /// Ensemble output names, in config order.
     outputs: Vec<String>,
+    /// The ensemble's own statistics (its steps' queue and compute times add up here).
+    metrics: Arc<ModelMetrics>,
 }
 
-type StepResult = (usize, Result<Vec<(String, Tensor)>>);
+/// A finished step: its outputs, the time it took and its batch's compute times.
+struct StepDone {
+    outputs: Vec<(String, Tensor)>,
+    took: Duration,
+    timings: BatchTimings,
+}
+
+type StepResult = (usize, Result<StepDone>);
 type StepFuture = Pin<Box<dyn Future<Output = StepResult> + Send>>;
 
 /// The per-request settings every step gets.
@@ -133,9 +143,11 @@ impl Ensemble {
                     },
                 )
             })?;
-            let outputs = result.map_err(|e| self.step_error(i, e))?;
+            let done = result.map_err(|e| self.step_error(i, e))?;
+            let waited = done.took.saturating_sub(done.timings.total());
+            self.metrics.ensemble_step_done(waited, done.timings);
             let step = &self.plan.steps[i];
-            for (name, tensor) in outputs {
+            for (name, tensor) in done.outputs {
                 if let Some((_, t)) = step.outputs.iter().find(|(o, _)| *o == name) {
                     values.insert(t.clone(), tensor);
                 }
@@ -162,7 +174,7 @@ impl Ensemble {
             .collect::<Result<Vec<_>>>()?;
         Ok(JobOutput {
             outputs,
-            timings: lrai_monitor::BatchTimings::default(),
+            timings: BatchTimings::default(),
             batch_rows: rows,
             padded_len: None,
         })
@@ -194,11 +206,16 @@ impl Ensemble {
         let span = tracing::debug_span!(parent: &req.span, "ensemble_step", step = i, model = %step.model, version = handle.version());
         let (priority, timeout) = (req.priority, req.timeout);
         Ok(Box::pin(async move {
+            let started = Instant::now();
             let result = match handle.check_inputs(inputs) {
                 Ok(inputs) => handle
                     .infer(inputs, priority, timeout, span)
                     .await
-                    .map(|o| o.outputs),
+                    .map(|o| StepDone {
+                        outputs: o.outputs,
+                        took: started.elapsed(),
+                        timings: o.timings,
+                    }),
                 Err(e) => Err(e),
             };
             (i, result)
