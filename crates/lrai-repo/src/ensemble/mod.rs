@@ -134,14 +134,10 @@ impl Ensemble {
             running.spawn(self.start(i, &values, &req)?);
         }
         while let Some(joined) = running.join_next().await {
-            let (i, result) = joined.map_err(|e| {
-                self.step_error(
-                    0,
-                    RepoError::Ensemble {
-                        ensemble: self.name.clone(),
-                        reason: format!("a step task failed: {e}"),
-                    },
-                )
+            // A task only fails to join if it panicked; which step is then unknown.
+            let (i, result) = joined.map_err(|e| RepoError::Ensemble {
+                ensemble: self.name.clone(),
+                reason: format!("a step's task failed: {e}"),
             })?;
             let done = result.map_err(|e| self.step_error(i, e))?;
             let waited = done.took.saturating_sub(done.timings.total());
