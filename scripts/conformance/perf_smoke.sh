@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Short, bounded perf_analyzer runs against LRAI: HTTP binary, HTTP JSON, gRPC, gRPC
-# streaming; concurrency 4, -p 1000 -r 3 -s 50. Fails if perf_analyzer exits non-zero or
+# streaming, and the ensemble ens_pipeline over HTTP and gRPC when it starts its own server;
+# concurrency 4, -p 1000 -r 3 -s 50. Fails if perf_analyzer exits non-zero or
 # reports an error. It checks that Triton's load generator works; it measures nothing.
 #
 #   scripts/conformance/perf_smoke.sh [VENV]      (VENV default .venv; needs VENV/bin/perf_analyzer,
@@ -8,7 +9,8 @@
 #
 # Without LRAI_PERF_HTTP/LRAI_PERF_GRPC it starts its own server: $LRAI_BIN (default
 # target/release/lrai) on free 127.0.0.1 ports, --backend $LRAI_TEST_BACKEND (default auto),
-# a temporary repository with examples/models/digits_mlp, and stops it on exit.
+# a temporary repository with examples/models/digits_mlp and tests/fixtures/ensemble/repo,
+# and stops it on exit.
 # With LRAI_PERF_HTTP=host:port and LRAI_PERF_GRPC=host:port it uses that server (which must
 # serve $LRAI_PERF_MODEL, default digits_mlp) and starts nothing.
 #
@@ -33,6 +35,7 @@ timeout 30 "$PA" --version >/dev/null 2>&1 || die "$PA does not run"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lrai-perf-smoke.XXXXXX")
 SERVER_PID=""
+ENSEMBLE=""
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM -- "-$SERVER_PID" 2>/dev/null
@@ -53,6 +56,9 @@ else
   [ -x "$BIN" ] || die "server binary $BIN not found (set LRAI_BIN)"
   mkdir -p "$WORK/models"
   cp -r examples/models/digits_mlp "$WORK/models/"
+  # The ensemble and its step models (docs/ensembles.md): perf_analyzer reads its steps.
+  cp -r tests/fixtures/ensemble/repo/. "$WORK/models/"
+  ENSEMBLE=ens_pipeline
   MODEL=digits_mlp
   read -r HP GP MP < <("$PY" -c '
 import socket
@@ -74,7 +80,7 @@ for s in ss: s.close()')
   ready=0
   for _ in $(seq 1 600); do  # 600 x 0.2 s = 120 s at most
     kill -0 "$SERVER_PID" 2>/dev/null || break
-    if "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://$HTTP/v2/models/$MODEL/ready', timeout=2).status == 200 else 1)" 2>/dev/null; then
+    if "$PY" -c "import urllib.request,sys; sys.exit(0 if all(urllib.request.urlopen(f'http://$HTTP/v2/models/{m}/ready', timeout=2).status == 200 for m in '$MODEL $ENSEMBLE'.split()) else 1)" 2>/dev/null; then
       ready=1; break
     fi
     sleep 0.2
@@ -138,6 +144,11 @@ run http-binary -u "$HTTP" -i http
 run http-json -u "$HTTP" -i http --input-tensor-format json --output-tensor-format json
 run grpc -u "$GRPC" -i grpc
 run grpc-streaming -u "$GRPC" -i grpc --streaming
+if [ -n "$ENSEMBLE" ]; then
+  COMMON=(-m "$ENSEMBLE" --concurrency-range 4 -p 1000 -r 3 -s 50)
+  run ensemble-http -u "$HTTP" -i http
+  run ensemble-grpc -u "$GRPC" -i grpc
+fi
 
 if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
   summary+=("FAIL server: exited during the runs")

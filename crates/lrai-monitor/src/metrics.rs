@@ -690,6 +690,16 @@ impl ModelMetrics {
         self.stats.queue.add(waited);
     }
 
+    /// One step of an ensemble request finished on its model: its queue wait and compute
+    /// times count in the ensemble's statistics as well, as Triton aggregates an
+    /// ensemble's composing models (perf_analyzer reads the ensemble's queue count).
+    pub fn ensemble_step_done(&self, waited: Duration, t: BatchTimings) {
+        self.stats.queue.add(waited);
+        self.stats.compute_input.add(t.compute_input);
+        self.stats.compute_infer.add(t.compute_infer);
+        self.stats.compute_output.add(t.compute_output);
+    }
+
     /// A request entered / left the server (in-flight gauge).
     pub fn inflight_delta(&self, delta: i64) {
         self.inflight.add(delta);

@@ -99,6 +99,13 @@ impl Repository {
             .acquire()
             .await
             .expect("the load semaphore is never closed");
+        if let Some(config) = dir
+            .config
+            .clone()
+            .filter(crate::config::ModelConfig::is_ensemble)
+        {
+            return self.build_ensemble_version(name, config, version).await;
+        }
         let job = VersionJob {
             root: self.config.root.clone(),
             name: name.to_string(),
@@ -111,6 +118,36 @@ impl Repository {
         let result = load_version(job).await;
         if let Err(e) = &result {
             tracing::error!(model = %name, version, error = %error_chain(e), "version failed to load; it does not serve");
+        }
+        result
+    }
+
+    /// An ensemble's version: its steps checked against the step models loaded now,
+    /// which it looks up again at every request.
+    async fn build_ensemble_version(
+        &self,
+        name: &str,
+        config: crate::config::ModelConfig,
+        version: u64,
+    ) -> Result<Arc<ModelHandle>> {
+        let job = crate::ensemble::load::EnsembleJob {
+            root: self.config.root.clone(),
+            name: name.to_string(),
+            versions: vec![version],
+            config,
+            metrics: self.metrics.clone(),
+            models: crate::repository::ModelLookup(Arc::downgrade(&self.table)),
+        };
+        let result = crate::ensemble::load::load(job)
+            .await
+            .and_then(|mut built| {
+                built.remove(&version).ok_or_else(|| RepoError::Ensemble {
+                    ensemble: name.to_string(),
+                    reason: format!("version {version} was not built"),
+                })
+            });
+        if let Err(e) = &result {
+            tracing::error!(model = %name, version, error = %error_chain(e), "ensemble failed to load; it does not serve");
         }
         result
     }

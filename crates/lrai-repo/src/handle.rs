@@ -26,7 +26,16 @@ pub struct TensorMeta {
     pub shape: Vec<i64>,
 }
 
-/// A loaded, warmed-up model version.
+/// What runs a handle's requests.
+#[derive(Debug)]
+pub(crate) enum Runner {
+    /// An ONNX model's batcher and instances.
+    Scheduler(Scheduler),
+    /// An ensemble: each step runs on its own model's handle.
+    Ensemble(crate::ensemble::Ensemble),
+}
+
+/// A loaded, warmed-up model version (or a loaded ensemble).
 #[derive(Debug)]
 pub struct ModelHandle {
     pub(crate) name: String,
@@ -34,8 +43,9 @@ pub struct ModelHandle {
     pub(crate) config: Arc<ModelConfig>,
     pub(crate) inputs: Vec<TensorMeta>,
     pub(crate) outputs: Vec<TensorMeta>,
-    pub(crate) backend: BackendKind,
-    pub(crate) scheduler: Scheduler,
+    /// `None` for an ensemble, whose steps run on their own models' backends.
+    pub(crate) backend: Option<BackendKind>,
+    pub(crate) runner: Runner,
     pub(crate) metrics: Arc<ModelMetrics>,
     /// What quantize-at-load did, when the config asked for it.
     pub(crate) prepared: Option<crate::Prepared>,
@@ -80,9 +90,22 @@ impl ModelHandle {
         &self.outputs
     }
 
-    /// The engine running it.
-    pub fn backend(&self) -> BackendKind {
+    /// The engine running it; `None` for an ensemble.
+    pub fn backend(&self) -> Option<BackendKind> {
         self.backend
+    }
+
+    /// Why this handle can't serve now although it is loaded: for an ensemble, a step
+    /// model that is not ready. `None` when it can serve.
+    pub fn unready_reason(&self) -> Option<String> {
+        self.unready_reason_at(0)
+    }
+
+    pub(crate) fn unready_reason_at(&self, depth: usize) -> Option<String> {
+        match &self.runner {
+            Runner::Scheduler(_) => None,
+            Runner::Ensemble(e) => e.unready_reason(depth),
+        }
     }
 
     /// Its metric handles and statistics.
@@ -97,7 +120,11 @@ impl ModelHandle {
 
     /// Requests waiting in its queue.
     pub fn queued(&self) -> usize {
-        self.scheduler.queued()
+        match &self.runner {
+            Runner::Scheduler(s) => s.queued(),
+            // Its requests wait in the step models' queues.
+            Runner::Ensemble(_) => 0,
+        }
     }
 
     /// Checks request inputs against the configuration: every input present (unless
@@ -149,7 +176,7 @@ impl ModelHandle {
                     got: tensor.dtype(),
                 });
             }
-            if let Some(detail) = self.backend.refuses_values(&tensor) {
+            if let Some(detail) = self.backend.and_then(|b| b.refuses_values(&tensor)) {
                 return Err(RepoError::InputValue {
                     model: self.name.clone(),
                     input: name,
@@ -238,14 +265,19 @@ impl ModelHandle {
         timeout: Option<Duration>,
         span: tracing::Span,
     ) -> Result<JobOutput> {
-        // Padding (lrai.pad_buckets) happens in the scheduler, per batch.
-        let req = Request {
-            inputs,
-            priority,
-            timeout,
-            span,
+        let mut out = match &self.runner {
+            Runner::Scheduler(scheduler) => {
+                // Padding (lrai.pad_buckets) happens in the scheduler, per batch.
+                let req = Request {
+                    inputs,
+                    priority,
+                    timeout,
+                    span,
+                };
+                scheduler.infer(req).await?
+            }
+            Runner::Ensemble(e) => e.infer(inputs, priority, timeout, span).await?,
         };
-        let mut out = self.scheduler.infer(req).await?;
         out.outputs = self.outputs_to_client(out.outputs)?;
         Ok(out)
     }
@@ -271,8 +303,11 @@ impl ModelHandle {
 
     /// Stops accepting requests and waits until the queued ones ran and the instances stopped.
     pub async fn shutdown(&self) {
-        self.scheduler.close();
-        self.scheduler.join().await;
+        // An ensemble owns no queue or instances: its steps finish on their own handles.
+        if let Runner::Scheduler(s) = &self.runner {
+            s.close();
+            s.join().await;
+        }
     }
 }
 

@@ -14,6 +14,8 @@
 //!   unversioned request (`versions`). `docs/lifecycle.md` has the rules.
 //! - loading (`loader`): versions by policy, one backend session per instance, warm-up,
 //!   then the `lrai-exec` pool and `lrai-sched` scheduler; a version is READY only after.
+//! - ensembles (`ensemble`): Triton's `platform: "ensemble"`, a DAG of models whose steps
+//!   run on their own models' handles (`docs/ensembles.md`).
 //! - [`ModelHandle`]: what the protocol layer talks to: metadata, input checks (the same
 //!   for HTTP and gRPC), `infer`.
 
@@ -24,6 +26,7 @@ use lrai_core::{DataType, Dim};
 mod apply;
 mod backends;
 pub mod config;
+mod ensemble;
 mod handle;
 mod labels;
 mod loader;
@@ -494,6 +497,28 @@ pub enum RepoError {
     /// The scheduler or execution layer failed the request.
     #[error(transparent)]
     Sched(#[from] lrai_sched::SchedError),
+    /// An ensemble's configuration or its steps' models don't fit together (a cycle, an
+    /// unknown step model, an unmapped tensor, mismatched datatypes or shapes).
+    #[error("ensemble '{ensemble}': {reason}")]
+    Ensemble {
+        /// The ensemble's name.
+        ensemble: String,
+        /// What is wrong, naming the step, the model and the tensor.
+        reason: String,
+    },
+    /// A step of an ensemble failed while serving a request.
+    #[error("ensemble '{ensemble}' step {step} (model '{model}'): {source}")]
+    EnsembleStep {
+        /// The ensemble's name.
+        ensemble: String,
+        /// The step's index in `ensemble_scheduling.step`.
+        step: usize,
+        /// The step's model.
+        model: String,
+        /// The step model's error.
+        #[source]
+        source: Box<RepoError>,
+    },
 }
 
 fn invalid_model_name_text(name: &str) -> String {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -188,11 +188,22 @@ impl Repository {
         };
         names.sort();
         names.dedup();
-        // The load slots bound how many build at once.
-        let loads = names.iter().map(|n| self.load_model(n));
-        for (name, result) in names.iter().zip(futures_join_all(loads).await) {
-            if let Err(e) = result {
-                tracing::error!(model = %name, error = %e, "model failed to load");
+        // Ensembles load after their step models.
+        let root = self.config.root.clone();
+        let waves =
+            tokio::task::spawn_blocking(move || crate::ensemble::load::startup_waves(&root, names))
+                .await
+                .map_err(|e| RepoError::Repository {
+                    path: self.config.root.clone(),
+                    reason: e.to_string(),
+                })?;
+        for names in waves {
+            // The load slots bound how many build at once.
+            let loads = names.iter().map(|n| self.load_model(n));
+            for (name, result) in names.iter().zip(futures_join_all(loads).await) {
+                if let Err(e) = result {
+                    tracing::error!(model = %name, error = %e, "model failed to load");
+                }
             }
         }
         Ok(())
@@ -275,35 +286,15 @@ impl Repository {
     /// [`RepoError::ModelNotFound`], [`RepoError::BadVersion`],
     /// [`RepoError::VersionNotFound`], [`RepoError::ModelUnavailable`].
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<ModelHandle>> {
-        let table = self.table.load();
-        let Some(entry) = table.get(name) else {
-            return Err(RepoError::ModelNotFound {
+        let handle = lookup(&self.table.load(), name, version)?;
+        // An ensemble is loaded but can't serve while a step model isn't ready.
+        if let Some(reason) = handle.unready_reason() {
+            return Err(RepoError::ModelUnavailable {
                 name: name.to_string(),
-                available: table.keys().cloned().collect::<Vec<_>>().join(", "),
+                reason,
             });
-        };
-        let Some(v) = version.filter(|v| !v.is_empty()) else {
-            return entry
-                .unversioned()
-                .cloned()
-                .ok_or_else(|| RepoError::ModelUnavailable {
-                    name: name.to_string(),
-                    reason: unavailable_reason(entry),
-                });
-        };
-        let n: u64 = v.parse().map_err(|_| RepoError::BadVersion {
-            name: name.to_string(),
-            version: v.to_string(),
-        })?;
-        entry
-            .versions
-            .get(&n)
-            .cloned()
-            .ok_or_else(|| RepoError::VersionNotFound {
-                name: name.to_string(),
-                version: n,
-                ready: ready_list(entry),
-            })
+        }
+        Ok(handle)
     }
 
     /// The version that answers unversioned requests of a model, if one is READY.
@@ -322,10 +313,11 @@ impl Repository {
 
     /// True when every model in the table has a READY version and none is loading.
     pub fn all_ready(&self) -> bool {
-        self.table
-            .load()
-            .values()
-            .all(|e| !e.versions.is_empty() && !e.loading)
+        self.table.load().values().all(|e| {
+            !e.versions.is_empty()
+                && !e.loading
+                && e.versions.values().all(|h| h.unready_reason().is_none())
+        })
     }
 
     /// The repository index: models in the directory and in the table, with states: a
@@ -406,6 +398,58 @@ fn unavailable_reason(entry: &ModelEntry) -> String {
             }
         })
         .unwrap_or_else(|| "no version is loaded".into())
+}
+
+/// The loaded handle for a model and version (`""` or `None`: the one that answers
+/// unversioned requests).
+fn lookup(table: &Table, name: &str, version: Option<&str>) -> Result<Arc<ModelHandle>> {
+    let Some(entry) = table.get(name) else {
+        return Err(RepoError::ModelNotFound {
+            name: name.to_string(),
+            available: table.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    };
+    let Some(v) = version.filter(|v| !v.is_empty()) else {
+        return entry
+            .unversioned()
+            .cloned()
+            .ok_or_else(|| RepoError::ModelUnavailable {
+                name: name.to_string(),
+                reason: unavailable_reason(entry),
+            });
+    };
+    let n: u64 = v.parse().map_err(|_| RepoError::BadVersion {
+        name: name.to_string(),
+        version: v.to_string(),
+    })?;
+    entry
+        .versions
+        .get(&n)
+        .cloned()
+        .ok_or_else(|| RepoError::VersionNotFound {
+            name: name.to_string(),
+            version: n,
+            ready: ready_list(entry),
+        })
+}
+
+/// Looks models up in the live table, for ensembles: weak, because the table holds the
+/// ensembles that hold this.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelLookup(pub(crate) Weak<ArcSwap<Table>>);
+
+impl ModelLookup {
+    /// The loaded handle of a model and version (see [`Repository::get`]).
+    pub(crate) fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<ModelHandle>> {
+        let table = self
+            .0
+            .upgrade()
+            .ok_or_else(|| RepoError::ModelUnavailable {
+                name: name.to_string(),
+                reason: "the repository has shut down".into(),
+            })?;
+        lookup(&table.load(), name, version)
+    }
 }
 
 /// Awaits futures concurrently on this task (no extra dependency for `join_all`).

@@ -110,7 +110,12 @@ impl ModelEntry {
         }
         let model_wide = self.failures.get(&MODEL_WIDE);
         let mut out = Vec::new();
-        for v in self.versions.keys() {
+        for (v, handle) in &self.versions {
+            // An ensemble whose step model is not ready can't serve.
+            if let Some(why) = handle.unready_reason() {
+                out.push(row(v.to_string(), VersionState::Unavailable, why));
+                continue;
+            }
             // A READY version whose reload failed keeps serving; say so beside it.
             let reason = match (self.failures.get(v), model_wide) {
                 (Some(r), _) | (None, Some(r)) => {

@@ -373,6 +373,7 @@ fn model_config() -> impl Strategy<Value = ModelConfig> {
                             .filter(|(k, _)| !k.starts_with("lrai."))
                             .collect(),
                         model_warmup,
+                        ensemble_scheduling: None,
                     }
                 },
             )

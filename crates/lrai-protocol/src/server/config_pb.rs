@@ -40,6 +40,48 @@ fn queue_policy(q: &QueuePolicy) -> pb::ModelQueuePolicy {
     }
 }
 
+/// `dynamic_batching` or, for an ensemble, `ensemble_scheduling`.
+fn scheduling(c: &ModelConfig) -> Option<pb::model_config::SchedulingChoice> {
+    if let Some(e) = &c.ensemble_scheduling {
+        let steps = e
+            .step
+            .iter()
+            .map(|s| pb::model_ensembling::Step {
+                model_name: s.model_name.clone(),
+                model_version: s.model_version,
+                input_map: s.input_map.clone().into_iter().collect(),
+                output_map: s.output_map.clone().into_iter().collect(),
+                ..Default::default()
+            })
+            .collect();
+        return Some(pb::model_config::SchedulingChoice::EnsembleScheduling(
+            pb::ModelEnsembling {
+                step: steps,
+                ..Default::default()
+            },
+        ));
+    }
+    c.dynamic_batching.as_ref().map(|d| {
+        pb::model_config::SchedulingChoice::DynamicBatching(pb::ModelDynamicBatching {
+            preferred_batch_size: d
+                .preferred_batch_size
+                .iter()
+                .map(|&s| i32::try_from(s).unwrap_or(i32::MAX))
+                .collect(),
+            max_queue_delay_microseconds: d.max_queue_delay_microseconds,
+            preserve_ordering: d.preserve_ordering,
+            priority_levels: d.priority_levels,
+            default_priority_level: d.default_priority_level,
+            default_queue_policy: d.default_queue_policy.as_ref().map(queue_policy),
+            priority_queue_policy: d
+                .priority_queue_policy
+                .iter()
+                .map(|(k, v)| (*k, queue_policy(v)))
+                .collect(),
+        })
+    })
+}
+
 /// Converts the effective config.
 pub(crate) fn to_pb(c: &ModelConfig) -> pb::ModelConfig {
     use pb::model_version_policy::PolicyChoice;
@@ -119,25 +161,7 @@ pub(crate) fn to_pb(c: &ModelConfig) -> pb::ModelConfig {
             })
             .collect(),
         default_model_filename: c.default_model_filename.clone(),
-        scheduling_choice: c.dynamic_batching.as_ref().map(|d| {
-            pb::model_config::SchedulingChoice::DynamicBatching(pb::ModelDynamicBatching {
-                preferred_batch_size: d
-                    .preferred_batch_size
-                    .iter()
-                    .map(|&s| i32::try_from(s).unwrap_or(i32::MAX))
-                    .collect(),
-                max_queue_delay_microseconds: d.max_queue_delay_microseconds,
-                preserve_ordering: d.preserve_ordering,
-                priority_levels: d.priority_levels,
-                default_priority_level: d.default_priority_level,
-                default_queue_policy: d.default_queue_policy.as_ref().map(queue_policy),
-                priority_queue_policy: d
-                    .priority_queue_policy
-                    .iter()
-                    .map(|(k, v)| (*k, queue_policy(v)))
-                    .collect(),
-            })
-        }),
+        scheduling_choice: scheduling(c),
         parameters: c
             .parameters
             .iter()

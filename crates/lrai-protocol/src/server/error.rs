@@ -176,6 +176,8 @@ fn repo_class(e: &RepoError) -> Class {
         RepoError::Io(_) | RepoError::LoadPanicked { .. } => Class::Internal,
         RepoError::Backend { source, .. } => backend_class(source),
         RepoError::Sched(e) => sched_class(e),
+        // A failing step answers as that step's model would.
+        RepoError::EnsembleStep { source, .. } => repo_class(source),
         RepoError::Syntax { .. }
         | RepoError::InvalidModelName { .. }
         | RepoError::FieldType { .. }
@@ -206,7 +208,8 @@ fn repo_class(e: &RepoError) -> Class {
         | RepoError::InputMissing { .. }
         | RepoError::InputDataType { .. }
         | RepoError::InputValue { .. }
-        | RepoError::InputShape { .. } => Class::Invalid,
+        | RepoError::InputShape { .. }
+        | RepoError::Ensemble { .. } => Class::Invalid,
     }
 }
 
@@ -254,10 +257,14 @@ impl ServerError {
 
     /// Whether a client should retry later (adds `Retry-After`).
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ServerError::Repo(RepoError::Sched(SchedError::QueueFull { .. }))
-        )
+        let ServerError::Repo(e) = self else {
+            return false;
+        };
+        let mut e: &RepoError = e;
+        while let RepoError::EnsembleStep { source, .. } = e {
+            e = source;
+        }
+        matches!(e, RepoError::Sched(SchedError::QueueFull { .. }))
     }
 
     /// The metric labels for this failure.
@@ -269,12 +276,20 @@ impl ServerError {
             Class::Invalid | Class::Unsupported | Class::TooLarge => RequestStatus::ClientError,
         };
         let reason = match self {
-            ServerError::Repo(RepoError::Sched(SchedError::Exec(_))) => FailureReason::Backend,
-            ServerError::Repo(RepoError::Sched(SchedError::NotServing { .. }))
-            | ServerError::ShuttingDown => FailureReason::Canceled,
+            ServerError::Repo(e) => repo_reason(e),
+            ServerError::ShuttingDown => FailureReason::Canceled,
             _ => FailureReason::Rejected,
         };
         (status, reason)
+    }
+}
+
+fn repo_reason(e: &RepoError) -> FailureReason {
+    match e {
+        RepoError::Sched(SchedError::Exec(_)) => FailureReason::Backend,
+        RepoError::Sched(SchedError::NotServing { .. }) => FailureReason::Canceled,
+        RepoError::EnsembleStep { source, .. } => repo_reason(source),
+        _ => FailureReason::Rejected,
     }
 }
 

@@ -12,15 +12,15 @@ use lrai_core::DataType;
 
 use super::LRAI_PARAMETERS;
 use super::model::{
-    DynamicBatching, InstanceGroup, InstanceKind, ModelConfig, ModelInput, ModelOutput,
-    ModelWarmup, QueuePolicy, VersionPolicy, WarmupData, WarmupInput,
+    DynamicBatching, EnsembleScheduling, EnsembleStep, InstanceGroup, InstanceKind, ModelConfig,
+    ModelInput, ModelOutput, ModelWarmup, QueuePolicy, VersionPolicy, WarmupData, WarmupInput,
 };
 use super::read::{Seen, boolean, data_type, enumeration, integer, join, label, message, string};
 use super::schema::{
-    DYNAMIC_BATCHING_FIELDS, INPUT_FIELDS, INPUT_FORMATS, INSTANCE_GROUP_FIELDS, INSTANCE_KINDS,
-    MAP_ENTRY_FIELDS, MODEL_CONFIG_FIELDS, OUTPUT_FIELDS, PARAMETER_FIELDS, QUEUE_POLICY_FIELDS,
-    SCHEDULING, TIMEOUT_ACTIONS, UNSUPPORTED_INSTANCE_GROUP, UNSUPPORTED_TOP,
-    VERSION_POLICY_FIELDS, WARMUP_DATA, WARMUP_FIELDS, WARMUP_INPUT_FIELDS,
+    DYNAMIC_BATCHING_FIELDS, ENSEMBLE_FIELDS, ENSEMBLE_STEP_FIELDS, INPUT_FIELDS, INPUT_FORMATS,
+    INSTANCE_GROUP_FIELDS, INSTANCE_KINDS, MAP_ENTRY_FIELDS, MODEL_CONFIG_FIELDS, OUTPUT_FIELDS,
+    PARAMETER_FIELDS, QUEUE_POLICY_FIELDS, SCHEDULING, TIMEOUT_ACTIONS, UNSUPPORTED_INSTANCE_GROUP,
+    UNSUPPORTED_TOP, VERSION_POLICY_FIELDS, WARMUP_DATA, WARMUP_FIELDS, WARMUP_INPUT_FIELDS,
 };
 use super::text::{self, Field, Message, Pos};
 use super::warning::{ConfigWarning, closest, lrai_parameter};
@@ -161,10 +161,15 @@ impl Decoder {
                     seen.once(f, path)?;
                     c.dynamic_batching = Some(self.dynamic_batching(message(f, path)?, path)?);
                 }
-                "sequence_batching" | "ensemble_scheduling" => {
+                "sequence_batching" => {
                     seen.oneof(f, path, "", SCHEDULING)?;
                     seen.once(f, path)?;
                     self.skip(&mut seen, f, "", MODEL_CONFIG_FIELDS, UNSUPPORTED_TOP);
+                }
+                "ensemble_scheduling" => {
+                    seen.oneof(f, path, "", SCHEDULING)?;
+                    seen.once(f, path)?;
+                    c.ensemble_scheduling = Some(self.ensemble(message(f, path)?, path)?);
                 }
                 "instance_group" => {
                     let p = format!("instance_group[{n_group}]");
@@ -342,6 +347,86 @@ impl Decoder {
             model: self.model.clone(),
             field: label(prefix, name, field),
         })
+    }
+
+    fn ensemble(&mut self, m: &Message, prefix: &str) -> Result<EnsembleScheduling> {
+        let mut seen = Seen::default();
+        let mut e = EnsembleScheduling::default();
+        for f in &m.fields {
+            let path = join(prefix, &f.name);
+            match f.name.as_str() {
+                "step" => {
+                    let p = format!("{prefix}.step[{}]", e.step.len());
+                    e.step.push(self.ensemble_step(message(f, &p)?, &p)?);
+                }
+                // Parsed for its type; LRAI bounds in-flight work with the step models' queues.
+                "max_inflight_requests" => {
+                    seen.once(f, &path)?;
+                    integer::<u32>(f, &path, "uint32")?;
+                    self.skip(
+                        &mut seen,
+                        f,
+                        prefix,
+                        ENSEMBLE_FIELDS,
+                        &["max_inflight_requests"],
+                    );
+                }
+                _ => self.skip(&mut seen, f, prefix, ENSEMBLE_FIELDS, &[]),
+            }
+        }
+        Ok(e)
+    }
+
+    fn ensemble_step(&mut self, m: &Message, prefix: &str) -> Result<EnsembleStep> {
+        let mut seen = Seen::default();
+        let mut step = EnsembleStep::new("");
+        for f in &m.fields {
+            let path = join(prefix, &f.name);
+            match f.name.as_str() {
+                "model_name" => {
+                    seen.once(f, &path)?;
+                    step.model_name = string(f, &path)?;
+                }
+                "model_version" => {
+                    seen.once(f, &path)?;
+                    step.model_version = integer(f, &path, "int64")?;
+                }
+                "input_map" | "output_map" => {
+                    let (key, value) = self.map_entry(message(f, &path)?, &path)?;
+                    let key = key.map_or(Ok(String::new()), |k| string(k, &join(&path, "key")))?;
+                    let value =
+                        value.map_or(Ok(String::new()), |v| string(v, &join(&path, "value")))?;
+                    let map = if f.name == "input_map" {
+                        &mut step.input_map
+                    } else {
+                        &mut step.output_map
+                    };
+                    // A map key given twice would silently drop a mapping: refuse it.
+                    if let Some(first) = map.insert(key.clone(), value) {
+                        return Err(self.invalid(
+                            format!("{path}['{key}']"),
+                            &format!("\"{first}\""),
+                            &format!(
+                                "'{key}' is mapped twice in this step; map each {} once",
+                                if f.name == "input_map" {
+                                    "step input"
+                                } else {
+                                    "step output"
+                                }
+                            ),
+                        ));
+                    }
+                }
+                _ => self.skip(
+                    &mut seen,
+                    f,
+                    prefix,
+                    ENSEMBLE_STEP_FIELDS,
+                    &["model_namespace"],
+                ),
+            }
+        }
+        Ok(step)
     }
 
     fn dynamic_batching(&mut self, m: &Message, prefix: &str) -> Result<DynamicBatching> {

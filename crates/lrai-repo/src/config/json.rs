@@ -11,8 +11,8 @@
 use serde_json::{Map, Value, json};
 
 use super::model::{
-    DynamicBatching, InstanceGroup, ModelConfig, ModelInput, ModelOutput, ModelWarmup, QueuePolicy,
-    VersionPolicy, WarmupData, datatype_to_config,
+    DynamicBatching, EnsembleScheduling, InstanceGroup, ModelConfig, ModelInput, ModelOutput,
+    ModelWarmup, QueuePolicy, VersionPolicy, WarmupData, datatype_to_config,
 };
 
 impl ModelConfig {
@@ -50,8 +50,24 @@ impl ModelConfig {
                 dynamic_batching(db, self.max_batch()),
             );
         }
+        if let (Some(e), Some(obj)) = (&self.ensemble_scheduling, v.as_object_mut()) {
+            obj.insert("ensemble_scheduling".to_string(), ensemble(e));
+        }
         v
     }
+}
+
+fn ensemble(e: &EnsembleScheduling) -> Value {
+    json!({
+        "step": e.step.iter().map(|s| json!({
+            "model_name": s.model_name,
+            "model_version": s.model_version,
+            "input_map": s.input_map,
+            "output_map": s.output_map,
+            "model_namespace": "",
+        })).collect::<Vec<_>>(),
+        "max_inflight_requests": 0,
+    })
 }
 
 fn version_policy(p: &VersionPolicy) -> Value {

@@ -27,10 +27,11 @@ mod warning;
 pub(crate) use complete::shape_mismatch_text;
 pub use complete::{CompleteOptions, DEFAULT_MAX_BATCH_SIZE, complete};
 pub use model::{
-    DEFAULT_MODEL_FILENAME, DynamicBatching, InputFormat, InstanceGroup, InstanceKind, ModelConfig,
-    ModelInput, ModelOutput, ModelWarmup, ONNX_BACKEND, ONNX_PLATFORM, QueuePolicy, TensorRole,
-    TimeoutAction, VersionPolicy, WarmupData, WarmupInput, datatype_from_config,
-    datatype_from_config_number, datatype_to_config, format_config_dims,
+    DEFAULT_MODEL_FILENAME, DynamicBatching, ENSEMBLE_PLATFORM, EnsembleScheduling, EnsembleStep,
+    InputFormat, InstanceGroup, InstanceKind, ModelConfig, ModelInput, ModelOutput, ModelWarmup,
+    ONNX_BACKEND, ONNX_PLATFORM, QueuePolicy, TensorRole, TimeoutAction, VersionPolicy, WarmupData,
+    WarmupInput, datatype_from_config, datatype_from_config_number, datatype_to_config,
+    format_config_dims,
 };
 pub use text::Pos;
 pub use warning::{

@@ -14,6 +14,8 @@ pub const DEFAULT_MODEL_FILENAME: &str = "model.onnx";
 pub const ONNX_PLATFORM: &str = "onnxruntime_onnx";
 /// Triton's backend name for ONNX models.
 pub const ONNX_BACKEND: &str = "onnxruntime";
+/// Triton's platform name for ensembles (a DAG of other models, no model file).
+pub const ENSEMBLE_PLATFORM: &str = "ensemble";
 
 /// A model configuration (`config.pbtxt`), as parsed or as completed.
 ///
@@ -48,6 +50,8 @@ pub struct ModelConfig {
     pub parameters: BTreeMap<String, String>,
     /// Warm-up requests run before the model is ready.
     pub model_warmup: Vec<ModelWarmup>,
+    /// The steps of an ensemble (`platform: "ensemble"`); `None` for ONNX models.
+    pub ensemble_scheduling: Option<EnsembleScheduling>,
 }
 
 impl Default for ModelConfig {
@@ -65,6 +69,7 @@ impl Default for ModelConfig {
             default_model_filename: DEFAULT_MODEL_FILENAME.to_string(),
             parameters: BTreeMap::new(),
             model_warmup: Vec::new(),
+            ensemble_scheduling: None,
         }
     }
 }
@@ -134,6 +139,43 @@ impl ModelConfig {
     /// The output with this name.
     pub fn output(&self, name: &str) -> Option<&ModelOutput> {
         self.output.iter().find(|o| o.name == name)
+    }
+
+    /// True for an ensemble (`platform: "ensemble"`).
+    pub fn is_ensemble(&self) -> bool {
+        self.platform == ENSEMBLE_PLATFORM
+    }
+}
+
+/// `ensemble_scheduling`: the steps of an ensemble, connected by tensor names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnsembleScheduling {
+    /// The steps, in config order (the order says nothing about when they run).
+    pub step: Vec<EnsembleStep>,
+}
+
+/// One `ensemble_scheduling.step`: a model run on ensemble tensors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsembleStep {
+    /// The model this step runs.
+    pub model_name: String,
+    /// Its version; -1 (the default) is whichever version serves unversioned requests.
+    pub model_version: i64,
+    /// The step model's input name -> the ensemble tensor it takes.
+    pub input_map: BTreeMap<String, String>,
+    /// The step model's output name -> the ensemble tensor it produces.
+    pub output_map: BTreeMap<String, String>,
+}
+
+impl EnsembleStep {
+    /// A step running the latest version of `model_name`, with empty maps.
+    pub fn new(model_name: &str) -> EnsembleStep {
+        EnsembleStep {
+            model_name: model_name.to_string(),
+            model_version: -1,
+            input_map: BTreeMap::new(),
+            output_map: BTreeMap::new(),
+        }
     }
 }
 

@@ -62,6 +62,23 @@ impl ModelConfig {
         if let Some(db) = &self.dynamic_batching {
             dynamic_batching(&mut p, db);
         }
+        if let Some(e) = &self.ensemble_scheduling {
+            p.open("ensemble_scheduling");
+            p.list("step", &e.step, |p, s| {
+                p.string_always("model_name", &s.model_name);
+                p.line(&format!("model_version: {}", s.model_version));
+                for (kind, map) in [("input_map", &s.input_map), ("output_map", &s.output_map)] {
+                    for (k, v) in map {
+                        p.line(&format!(
+                            "{kind} {{ key: {} value: {} }}",
+                            quote(k),
+                            quote(v)
+                        ));
+                    }
+                }
+            });
+            p.close();
+        }
         p.list("instance_group", &self.instance_group, |p, g| {
             p.string("name", &g.name);
             p.line(&format!("count: {}", g.count));

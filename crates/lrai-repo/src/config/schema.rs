@@ -9,7 +9,6 @@ pub(crate) const UNSUPPORTED_TOP: &[&str] = &[
     "batch_output",
     "optimization",
     "sequence_batching",
-    "ensemble_scheduling",
     "cc_model_filenames",
     "metric_tags",
     "model_operations",
@@ -114,6 +113,14 @@ pub(crate) const WARMUP_INPUT_FIELDS: &[&str] = &[
     "input_data_file",
 ];
 pub(crate) const WARMUP_DATA: &[&str] = &["zero_data", "random_data", "input_data_file"];
+pub(crate) const ENSEMBLE_FIELDS: &[&str] = &["step", "max_inflight_requests"];
+pub(crate) const ENSEMBLE_STEP_FIELDS: &[&str] = &[
+    "model_name",
+    "model_version",
+    "input_map",
+    "output_map",
+    "model_namespace",
+];
 pub(crate) const MAP_ENTRY_FIELDS: &[&str] = &["key", "value"];
 pub(crate) const PARAMETER_FIELDS: &[&str] = &["string_value"];
 

@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 
 use super::model::{
-    DynamicBatching, InputFormat, InstanceKind, ModelConfig, ONNX_BACKEND, ONNX_PLATFORM,
-    TensorRole, TimeoutAction, VersionPolicy, format_config_dims,
+    DynamicBatching, ENSEMBLE_PLATFORM, InputFormat, InstanceKind, ModelConfig, ONNX_BACKEND,
+    ONNX_PLATFORM, TensorRole, TimeoutAction, VersionPolicy, format_config_dims,
 };
 use super::read::label;
 use super::warning::lrai_parameter;
@@ -82,6 +82,9 @@ impl ModelConfig {
     }
 
     fn validate_platform(&self) -> Result<()> {
+        if self.platform == ENSEMBLE_PLATFORM || self.ensemble_scheduling.is_some() {
+            return self.validate_ensemble();
+        }
         let platform_ok = self.platform.is_empty() || self.platform == ONNX_PLATFORM;
         let backend_ok = self.backend.is_empty() || self.backend == ONNX_BACKEND;
         if platform_ok && backend_ok {
@@ -92,6 +95,39 @@ impl ModelConfig {
             platform: self.platform.clone(),
             backend: self.backend.clone(),
         })
+    }
+
+    /// Triton's rules for ensembles (`ValidateEnsembleSchedulingConfig`), then the DAG.
+    fn validate_ensemble(&self) -> Result<()> {
+        let ensemble_err = |reason: &str| RepoError::Ensemble {
+            ensemble: self.name.clone(),
+            reason: reason.to_string(),
+        };
+        if self.platform != ENSEMBLE_PLATFORM {
+            return Err(ensemble_err(&format!(
+                "ensemble_scheduling is set but platform is \"{}\"; set platform: \"ensemble\"",
+                self.platform
+            )));
+        }
+        if !self.backend.is_empty() {
+            return Err(ensemble_err(&format!(
+                "backend \"{}\" is set; an ensemble has no backend, remove it",
+                self.backend
+            )));
+        }
+        if !self.instance_group.is_empty() {
+            return Err(ensemble_err(
+                "instance_group is set; an ensemble has no instances (its steps' models do), remove it",
+            ));
+        }
+        if !self.model_warmup.is_empty() {
+            return Err(ensemble_err(
+                "model_warmup is set; warm up the step models instead, remove it",
+            ));
+        }
+        crate::ensemble::plan::Plan::build(self)
+            .map(|_| ())
+            .map_err(|reason| ensemble_err(&reason))
     }
 
     fn validate_tensors(&self) -> Result<()> {
