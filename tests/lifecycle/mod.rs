@@ -127,13 +127,17 @@ fn input(seed: u64) -> Vec<f32> {
 }
 
 /// Checks one answer: y == x + k of the version that answered.
-fn check(expect: &Expect, tally: &Tally, x: &[f32], version: u64, y: &[f32]) {
+fn check(expect: &Expect, tally: &Tally, x: &[f32], version: u64, y: &[f64]) {
     let Some(k) = expect.of(version) else {
         tally.fail(format!("answered by unexpected version {version}"));
         return;
     };
-    let k = f32::from(u16::try_from(k).unwrap());
-    if y.len() != x.len() || x.iter().zip(y).any(|(a, b)| (a + k - b).abs() > 0.0) {
+    let k = f64::from(u16::try_from(k).unwrap());
+    if y.len() != x.len()
+        || x.iter()
+            .zip(y)
+            .any(|(a, b)| (f64::from(*a) + k - b).abs() > 0.0)
+    {
         tally.fail(format!("version {version} answered {y:?} for {x:?}"));
         return;
     }
@@ -163,13 +167,9 @@ async fn http_once(base: &str, seed: u64, expect: &Expect, tally: &Tally) {
         .unwrap_or("0")
         .parse()
         .unwrap_or(0);
-    let y: Vec<f32> = j["outputs"][0]["data"]
+    let y: Vec<f64> = j["outputs"][0]["data"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
-                .collect()
-        })
+        .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
         .unwrap_or_default();
     check(expect, tally, &x, version, &y);
 }
@@ -202,12 +202,12 @@ async fn grpc_once(
         Ok(r) => {
             let r = r.into_inner();
             let version: u64 = r.model_version.parse().unwrap_or(0);
-            let y: Vec<f32> = r
+            let y: Vec<f64> = r
                 .raw_output_contents
                 .first()
                 .map(|b| {
                     b.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
                         .collect()
                 })
                 .unwrap_or_default();

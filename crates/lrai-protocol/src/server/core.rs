@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lrai_monitor::{ModelStatsSnapshot, Protocol, RequestStatus};
-use lrai_repo::{ControlMode, ModelHandle, RepoError, TensorMeta};
+use lrai_repo::{ControlMode, ModelHandle, RepoError, Repository, TensorMeta};
 
 use crate::kserve::{
     InferBatchStatistics, InferStatistics, ModelMetadata, ModelStatistics, ModelStatisticsResponse,
@@ -321,14 +321,39 @@ fn explicit_only(state: &ServerState) -> Result<()> {
     }
 }
 
+/// Runs a repository change on its own task: a client that hangs up mid-load must not
+/// cancel the load halfway (the model would stay LOADING with its lock released).
+async fn detached<T: Send + 'static>(
+    state: &ServerState,
+    name: &str,
+    change: impl FnOnce(Arc<Repository>, String) -> ChangeFuture<T>,
+) -> Result<T> {
+    let task = tokio::spawn(change(Arc::clone(&state.repo), name.to_string()));
+    let result = task.await.map_err(|e| RepoError::LoadPanicked {
+        model: name.to_string(),
+        version: 0,
+        reason: e.to_string(),
+    })?;
+    Ok(result?)
+}
+
+type ChangeFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = lrai_repo::Result<T>> + Send>>;
+
 pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
     explicit_only(state)?;
-    Ok(state.repo.load_model(name).await?)
+    detached(state, name, |r, n| {
+        Box::pin(async move { r.load_model(&n).await })
+    })
+    .await
 }
 
 pub(crate) async fn unload(state: &ServerState, name: &str) -> Result<()> {
     explicit_only(state)?;
-    Ok(state.repo.unload_model(name).await?)
+    detached(state, name, |r, n| {
+        Box::pin(async move { r.unload_model(&n).await })
+    })
+    .await
 }
 
 /// Rollback changes what serves, so control mode `none` refuses it; `poll` allows it
@@ -341,5 +366,8 @@ pub(crate) async fn rollback(state: &ServerState, name: &str) -> Result<lrai_rep
         }
         .into());
     }
-    Ok(state.repo.rollback(name).await?)
+    detached(state, name, |r, n| {
+        Box::pin(async move { r.rollback(&n).await })
+    })
+    .await
 }
