@@ -11,6 +11,8 @@
 //!   reason), startup loading, load/unload/reload with atomic swaps.
 //! - loading (`loader`): versions by policy, one backend session per instance, warm-up,
 //!   then the `lrai-exec` pool and `lrai-sched` scheduler; a version is READY only after.
+//! - [`rollout`]: canary, A/B and shadow rollouts between two versions of a model, with
+//!   gates and automatic rollback.
 //! - [`ModelHandle`]: what the protocol layer talks to: metadata, input checks (the same
 //!   for HTTP and gRPC), `infer`.
 
@@ -25,6 +27,7 @@ mod loader;
 mod prepare;
 mod repository;
 mod reshape;
+pub mod rollout;
 mod warmup;
 
 pub use handle::{ModelHandle, TensorMeta};

@@ -144,23 +144,23 @@ pub struct IndexEntry {
 }
 
 #[derive(Debug, Clone, Default)]
-struct ModelEntry {
-    versions: BTreeMap<u64, Arc<ModelHandle>>,
+pub(crate) struct ModelEntry {
+    pub(crate) versions: BTreeMap<u64, Arc<ModelHandle>>,
     /// Failed versions (or the whole model, under key 0) with the reason.
     failures: BTreeMap<u64, String>,
     loading: bool,
 }
 
-type Table = BTreeMap<String, ModelEntry>;
+pub(crate) type Table = BTreeMap<String, ModelEntry>;
 
 /// The model repository and its table of loaded models.
 #[derive(Debug)]
 pub struct Repository {
-    config: RepoConfig,
-    backends: Backends,
-    metrics: Metrics,
-    table: ArcSwap<Table>,
-    writer: Mutex<()>,
+    pub(crate) config: RepoConfig,
+    pub(crate) backends: Backends,
+    pub(crate) metrics: Metrics,
+    pub(crate) table: ArcSwap<Table>,
+    pub(crate) writer: Mutex<()>,
 }
 
 impl Repository {
