@@ -146,6 +146,11 @@ impl ActiveRollout {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The header (or gRPC metadata key) whose value keeps a caller on one arm.
+    pub fn sticky_header(&self) -> String {
+        self.core().spec().sticky_header.clone()
+    }
+
     /// The state.
     pub fn state(&self) -> RolloutState {
         self.core().state()

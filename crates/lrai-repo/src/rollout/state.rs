@@ -300,6 +300,7 @@ impl RolloutCore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::rollout::routing;
 
     fn spec(text: &str) -> RolloutSpec {
         RolloutSpec::from_json_text(text).unwrap()
@@ -323,11 +324,9 @@ mod tests {
         now: Instant,
     ) -> Vec<Decision> {
         let mut out = Vec::new();
-        let mut i = 0u64;
-        for _ in 0..n {
-            let w = super::super::routing::weight_bp(core.weight());
-            let arm = super::super::routing::arm_for(super::super::routing::sequence_bucket(i), w);
-            i += 1;
+        for i in 0..n {
+            let w = routing::weight_bp(core.weight());
+            let arm = routing::arm_for(routing::sequence_bucket(i), w);
             core.record_served(arm, true, Duration::from_micros(100));
             if arm == Arm::Candidate {
                 core.record_mirror(Arm::Baseline, true, Duration::from_micros(100));

@@ -69,11 +69,9 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
     let n = sorted.len();
     // Nearest rank: ceil(q·n), 1-based.
     let rank = (q.clamp(0.0, 1.0) * n as f64).ceil();
-    let idx = if rank < 1.0 {
-        0
-    } else {
-        (rank as usize).min(n) - 1
-    };
+    // rank is in 0..=n, a small non-negative integer, so the cast is exact.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let idx = (rank.max(1.0) as usize).min(n) - 1;
     sorted.get(idx).copied()
 }
 
