@@ -2,8 +2,8 @@
 //! its request id) hashes to a fixed bucket in 0..10000, and goes to the candidate while
 //! the bucket is below the weight: one caller sees one arm, and as a canary's weight
 //! grows a caller only ever moves from the baseline to the candidate, never back.
-//! Requests without a key take buckets from a low-discrepancy sequence, so any run of n
-//! requests splits within one request of the weight.
+//! Requests without a key take turns: after n of them the candidate has answered
+//! ⌊n·weight⌋, never more than its share.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,6 +52,20 @@ pub fn sequence_bucket(n: u64) -> u32 {
     u32::try_from(b).unwrap_or(0)
 }
 
+/// The arm of the n-th unkeyed request at a weight: the candidate exactly when
+/// ⌊(n+1)·w⌋ > ⌊n·w⌋, so after any n requests it has answered ⌊n·w⌋ of them (never more
+/// than its weight) and its turns are evenly spaced.
+pub fn spread(n: u64, weight_bp: u32) -> Arm {
+    let w = u128::from(weight_bp);
+    let b = u128::from(BUCKETS);
+    let n = u128::from(n);
+    if (n + 1) * w / b > n * w / b {
+        Arm::Candidate
+    } else {
+        Arm::Baseline
+    }
+}
+
 /// The arm for a bucket at a weight (basis points).
 pub fn arm_for(bucket: u32, weight_bp: u32) -> Arm {
     if bucket < weight_bp {
@@ -76,11 +90,10 @@ impl Router {
         if weight_bp >= BUCKETS {
             return Arm::Candidate;
         }
-        let bucket = match key.filter(|k| !k.is_empty()) {
-            Some(k) => key_bucket(k),
-            None => sequence_bucket(self.unkeyed.fetch_add(1, Ordering::Relaxed)),
-        };
-        arm_for(bucket, weight_bp)
+        match key.filter(|k| !k.is_empty()) {
+            Some(k) => arm_for(key_bucket(k), weight_bp),
+            None => spread(self.unkeyed.fetch_add(1, Ordering::Relaxed), weight_bp),
+        }
     }
 
     /// Whether the n-th sampled event is taken at `rate` (the same golden-ratio sequence,
@@ -103,14 +116,22 @@ mod tests {
     }
 
     #[test]
-    fn unkeyed_requests_split_by_weight_exactly() {
-        for weight in [1.0, 5.0, 10.0, 25.0, 50.0, 90.0] {
+    fn unkeyed_requests_never_exceed_the_weight() {
+        for weight in [1.0, 5.0, 10.0, 12.5, 25.0, 50.0, 90.0] {
             let router = Router::default();
-            let got = share(&router, 1000, weight, |_| None);
-            assert!(
-                (got - weight / 100.0).abs() <= 0.002,
-                "weight {weight}: share {got}"
-            );
+            let w = weight_bp(weight);
+            let mut candidate = 0u64;
+            for n in 1..=2000u64 {
+                if router.route(None, w) == Arm::Candidate {
+                    candidate += 1;
+                }
+                // After n requests the candidate answered floor(n·w) of them.
+                assert_eq!(
+                    candidate,
+                    n * u64::from(w) / 10_000,
+                    "weight {weight}, n {n}"
+                );
+            }
         }
     }
 
