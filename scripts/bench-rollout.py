@@ -160,6 +160,9 @@ def main():
     ap.add_argument("--out", default="rollout-bench")
     ap.add_argument("--duration", type=float, default=12)
     ap.add_argument("--fraction", type=float, default=0.6, help="open-loop rate as a share of capacity")
+    ap.add_argument("--shadow-fraction", type=float, default=None,
+                    help="rate for the shadow scenario as a share of capacity (default --fraction); "
+                         "shadow at sample rate 1.0 runs every request twice")
     ap.add_argument("--capacity-concurrency", default="4",
                     help="closed-loop clients when measuring capacity (the generator shares the CPU)")
     args = ap.parse_args()
@@ -218,11 +221,13 @@ def scenarios(args, out, repo, fixtures):
                                "gates": final["gates"]}
     plot(out, "canary-fine", rows, 2.0, "canary to a fine candidate: promoted")
 
-    off = bench(args.lrai, out, "shadow-off", ["--rate", str(rate), "--duration", str(args.duration)])
+    shadow_rate = round((args.shadow_fraction or args.fraction) * cap["throughput_rps"])
+    report["shadow_rate_rps"] = shadow_rate
+    off = bench(args.lrai, out, "shadow-off", ["--rate", str(shadow_rate), "--duration", str(args.duration)])
     add_version(repo, 4, fixtures / "digits_mlp_fine.onnx")
     spec = {"candidate": "4", "mode": "shadow", "sample_rate": 1.0, "step_requests": window}
     request("POST", ROLLOUT, spec)
-    on = bench(args.lrai, out, "shadow-on", ["--rate", str(rate), "--duration", str(args.duration)])
+    on = bench(args.lrai, out, "shadow-on", ["--rate", str(shadow_rate), "--duration", str(args.duration)])
     time.sleep(1)
     _, final = request("GET", ROLLOUT)
     request("DELETE", ROLLOUT)

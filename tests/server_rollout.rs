@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{copy_example, get, http, start};
+use lrai_backend::{BackendChoice, BackendKind};
 use serde_json::{Value, json};
 
 /// How long a test waits for a rollout to reach a state before failing.
@@ -155,10 +156,44 @@ async fn metrics_text(s: &lrai::RunningServer) -> String {
         .text()
 }
 
+/// The server on one backend; `None` (said on stderr) when ONNX Runtime is asked for and
+/// not found, unless `LRAI_REQUIRE_ORT` is set (CI sets it).
+async fn start_on(repo: &Path, kind: BackendKind) -> Option<lrai::RunningServer> {
+    let mut config = lrai::config::ServeConfig::for_tests(repo);
+    config.backend.backend = BackendChoice::Only(kind);
+    config.backend.ort_lib = std::env::var_os("LRAI_ORT_LIB").map(PathBuf::from);
+    match lrai::serve(config).await {
+        Ok(s) => {
+            s.wait_loaded().await;
+            Some(s)
+        }
+        Err(e) if kind == BackendKind::OnnxRuntime => {
+            assert!(
+                std::env::var_os("LRAI_REQUIRE_ORT").is_none(),
+                "LRAI_REQUIRE_ORT is set but the server can't use ONNX Runtime: {e:#}"
+            );
+            eprintln!("SKIPPED on onnxruntime (set LRAI_ORT_LIB to run it): {e:#}");
+            None
+        }
+        Err(e) => panic!("the server did not start on {kind:?}: {e:#}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_with_permuted_logits_rolls_back_at_its_first_step() {
+async fn canary_with_permuted_logits_rolls_back_at_its_first_step_on_tract() {
+    canary_with_permuted_logits_rolls_back(BackendKind::Tract).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_with_permuted_logits_rolls_back_at_its_first_step_on_onnxruntime() {
+    canary_with_permuted_logits_rolls_back(BackendKind::OnnxRuntime).await;
+}
+
+async fn canary_with_permuted_logits_rolls_back(kind: BackendKind) {
     let dir = repo();
-    let s = start(dir.path(), |_| {}).await;
+    let Some(s) = start_on(dir.path(), kind).await else {
+        return;
+    };
     add_version(dir.path(), 2, &fixture("digits_mlp_permuted.onnx"));
     let body = json!({"candidate": "2", "mode": "canary", "steps": [10, 50, 100], "step_requests": 100,
         "gates": {"max_error_rate": 0.01, "max_p99_ratio": 2.0, "min_agreement": 0.99}});
