@@ -348,6 +348,11 @@ async fn shadow_compares_nearly_every_request_and_answers_from_the_baseline() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["state"], "aborted");
+    let reason = r.json()["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("DELETE /v2/repository/models/digits_mlp/rollout"),
+        "{reason}"
+    );
     s.shutdown().await;
 }
 

@@ -323,9 +323,9 @@ impl Rollouts {
         let r = self.get(model).ok_or_else(|| RolloutError::NoRollout {
             model: model.to_string(),
         })?;
-        r.abort(
-            "aborted by DELETE /v2/repository/models/{m}/rollout; traffic is back on the baseline",
-        );
+        r.abort(&format!(
+            "aborted by DELETE /v2/repository/models/{model}/rollout; traffic is back on the baseline"
+        ));
         Ok(r.status())
     }
 
