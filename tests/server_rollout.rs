@@ -534,3 +534,54 @@ async fn control_mode_none_refuses_rollout_changes() {
     assert_eq!(r.status, 503, "{}", r.text());
     s.shutdown().await;
 }
+
+/// One gRPC inference of digits_mlp (typed contents); returns the version that answered.
+async fn grpc_infer(s: &lrai::RunningServer, x: &[f32], key: &str) -> String {
+    use lrai_protocol::pb;
+    use lrai_protocol::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
+    let mut c = GrpcInferenceServiceClient::connect(format!("http://{}", s.grpc_addr))
+        .await
+        .unwrap();
+    let req = pb::ModelInferRequest {
+        model_name: "digits_mlp".into(),
+        inputs: vec![pb::model_infer_request::InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 64],
+            contents: Some(pb::InferTensorContents {
+                fp32_contents: x.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut req = tonic::Request::new(req);
+    req.metadata_mut()
+        .insert("x-lrai-route-key", key.parse().unwrap());
+    c.model_infer(req).await.unwrap().into_inner().model_version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_requests_follow_the_split_and_stick_by_metadata() {
+    let dir = repo();
+    let s = start(dir.path(), |_| {}).await;
+    add_version(dir.path(), 2, &fixture("digits_mlp_fine.onnx"));
+    let body = json!({"candidate": "2", "mode": "ab", "weight": 50, "step_requests": 1000000});
+    let r = post_json(&url(&s, "/v2/repository/models/digits_mlp/rollout"), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let x = &references()[2].0;
+    let mut seen = std::collections::BTreeMap::new();
+    for caller in 0..30 {
+        let key = format!("grpc-caller-{caller}");
+        let first = grpc_infer(&s, x, &key).await;
+        for _ in 0..3 {
+            assert_eq!(grpc_infer(&s, x, &key).await, first, "caller {key} moved");
+        }
+        // The same key over HTTP lands on the same arm: one hash for both protocols.
+        assert_eq!(infer(&s, None, x, Some(&key)).await.1, first);
+        *seen.entry(first).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "both arms have callers: {seen:?}");
+    s.shutdown().await;
+}
