@@ -585,3 +585,60 @@ async fn grpc_requests_follow_the_split_and_stick_by_metadata() {
     assert_eq!(seen.len(), 2, "both arms have callers: {seen:?}");
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_replaced_under_the_rollout_aborts_it_without_failing_requests() {
+    let dir = repo();
+    let s = start(dir.path(), |_| {}).await;
+    add_version(dir.path(), 2, &fixture("digits_mlp_fine.onnx"));
+    let body = json!({"candidate": "2", "mode": "ab", "weight": 50, "step_requests": 1000000});
+    let r = post_json(&url(&s, "/v2/repository/models/digits_mlp/rollout"), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Requests keep coming while the repository reloads the model underneath (what a
+    // poll of the directory does): latest { 1 } now means version 2, a new load of it.
+    let traffic = {
+        let addr = s.http_addr;
+        tokio::spawn(async move {
+            let refs = references();
+            let mut failed = Vec::new();
+            for i in 0..400 {
+                let (x, y) = &refs[i % refs.len()];
+                let body = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x}]});
+                let r =
+                    post_json(&format!("http://{addr}/v2/models/digits_mlp/infer"), &body).await;
+                let j = r.json();
+                let logits: Vec<f32> = j["outputs"][0]["data"]
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.as_f64().unwrap() as f32).collect())
+                    .unwrap_or_default();
+                if r.status != 200 || !close(&logits, y) {
+                    failed.push((i, r.status, r.text()));
+                }
+            }
+            failed
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    s.repository().load_model("digits_mlp").await.unwrap();
+    let failed = traffic.await.unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    let deadline = Instant::now() + PATIENCE;
+    let st = loop {
+        let st = rollout_status(&s).await;
+        if st["state"] != "progressing" || Instant::now() > deadline {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(st["state"], "aborted", "{st:#}");
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap()
+            .contains("was replaced or unloaded"),
+        "{st:#}"
+    );
+    let (status, version, _) = infer(&s, None, &references()[0].0, None).await;
+    assert_eq!((status, version.as_str()), (200, "2"));
+    s.shutdown().await;
+}

@@ -109,7 +109,7 @@ pub(crate) async fn infer(
     first.inflight_delta(1);
     let (result, h) = match target {
         Target::Handle(h) => (run(&h, &mut req).await, h),
-        Target::Split(routed) => rollout::run_split(routed, &mut req).await,
+        Target::Split(routed) => rollout::run_split(state, routed, &mut req).await,
     };
     first.inflight_delta(-1);
     let metrics = Arc::clone(h.metrics());

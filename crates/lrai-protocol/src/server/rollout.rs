@@ -67,6 +67,14 @@ fn server_side(e: &ServerError) -> bool {
     matches!(e.class(), Class::Internal | Class::Unavailable)
 }
 
+/// The version stopped accepting requests (it was unloaded or replaced).
+fn stopped(e: &ServerError) -> bool {
+    matches!(
+        e,
+        ServerError::Repo(RepoError::Sched(lrai_repo::SchedError::NotServing { .. }))
+    )
+}
+
 async fn run_inputs(h: &ModelHandle, req: &InferRequest, inputs: Outputs) -> Result<Outputs> {
     let inputs = h.check_inputs(inputs)?;
     let span =
@@ -83,6 +91,7 @@ async fn run_inputs(h: &ModelHandle, req: &InferRequest, inputs: Outputs) -> Res
 /// Runs a request on the arm it was routed to, records it, and starts its mirror.
 /// Returns the outputs and the version that answered.
 pub(crate) async fn run_split(
+    state: &ServerState,
     routed: Routed,
     req: &mut InferRequest,
 ) -> (Result<Outputs>, Arc<ModelHandle>) {
@@ -109,23 +118,53 @@ pub(crate) async fn run_split(
             let classified = classify_outputs(&h, &req.outputs, &mut outputs).map(|()| outputs);
             (classified, h)
         }
-        Err(e) if arm == Arm::Candidate && server_side(&e) => {
-            // The candidate failed where the caller can't help it: the failure counts
-            // against the candidate's error gate, and the baseline answers.
-            tracing::debug!(model = %h.name(), error = %e, "candidate failed; the baseline answers");
-            let b = Arc::clone(rollout.handle(Arm::Baseline));
-            let started = Instant::now();
-            let mut result = run_inputs(&b, req, kept).await;
-            rollout.record_mirror(Arm::Baseline, result.is_ok(), started.elapsed(), None);
-            if let Ok(outputs) = &mut result
-                && let Err(e) = classify_outputs(&b, &req.outputs, outputs)
-            {
-                return (Err(e), b);
-            }
-            (result, b)
+        Err(e) if server_side(&e) => {
+            answer_elsewhere(state, &rollout, arm, (e, h), req, kept).await
         }
         Err(e) => (Err(e), h),
     }
+}
+
+/// A request whose arm failed inside the server: the failure already counted against
+/// that arm; the baseline answers instead (for the candidate's failures), or the table's
+/// version (when the pinned baseline stopped: replaced or unloaded under the rollout).
+async fn answer_elsewhere(
+    state: &ServerState,
+    rollout: &ActiveRollout,
+    arm: Arm,
+    failed: (ServerError, Arc<ModelHandle>),
+    req: &InferRequest,
+    inputs: Outputs,
+) -> (Result<Outputs>, Arc<ModelHandle>) {
+    let (mut error, mut last) = failed;
+    let mut others = Vec::with_capacity(2);
+    if arm == Arm::Candidate {
+        others.push(Arc::clone(rollout.handle(Arm::Baseline)));
+    }
+    if let Ok(now) = state.repo.get(last.name(), None) {
+        others.push(now);
+    }
+    for other in others {
+        let retry = arm == Arm::Candidate && Arc::ptr_eq(&other, rollout.handle(Arm::Baseline));
+        if Arc::ptr_eq(&other, &last) || !(retry || stopped(&error)) {
+            continue;
+        }
+        tracing::debug!(model = %other.name(), error = %error, arm = arm.as_str(), "failed; another version answers");
+        let started = Instant::now();
+        match run_inputs(&other, req, inputs.clone()).await {
+            Ok(mut outputs) => {
+                rollout.record_mirror(Arm::Baseline, true, started.elapsed(), None);
+                let classified =
+                    classify_outputs(&other, &req.outputs, &mut outputs).map(|()| outputs);
+                return (classified, other);
+            }
+            Err(e) => {
+                error = e;
+                last = other;
+            }
+        }
+    }
+    (Err(error), last)
 }
 
 /// Runs the request on the other arm off the served path and compares the answers.

@@ -400,6 +400,16 @@ impl Rollouts {
                     }
                 }
             }
+            if r.state() == RolloutState::Progressing && !self.repo.holds(&r.baseline) {
+                // A load, unload or poll replaced the baseline under the rollout: its
+                // pinned handle is draining, so the rollout stops and the table answers.
+                r.abort(&format!(
+                    "version {} of model '{}' was replaced or unloaded in the repository while the rollout ran",
+                    r.baseline.version(),
+                    r.model
+                ));
+                tracing::warn!(model = %r.model, "rollout aborted: its baseline left the model table");
+            }
             if r.state() != RolloutState::Progressing {
                 self.end(&r).await;
                 return;
