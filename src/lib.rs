@@ -62,6 +62,7 @@ impl RunningServer {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.state.rollouts.shutdown().await;
         self.repo.shutdown().await;
         tracing::info!("shutdown complete");
     }
@@ -238,9 +239,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
 
     let (loaded_tx, loaded) = watch::channel(false);
     let loader_repo = Arc::clone(&repo);
+    let rollouts = Arc::clone(&state.rollouts);
     tokio::spawn(async move {
         if let Err(e) = loader_repo.load_startup().await {
             tracing::error!(error = %e, "cannot load the model repository");
+        }
+        // Rollouts that config.pbtxt asks for (parameter lrai.rollout) start once the
+        // baselines serve.
+        for name in loader_repo.names() {
+            rollouts.start_from_config(&name).await;
         }
         let ready = loader_repo.index(true).len();
         tracing::info!(models_ready = ready, "startup models loaded");

@@ -10,12 +10,14 @@
 
 pub mod logging;
 mod metrics;
+mod rollout;
 mod stats;
 
 pub use metrics::{
     AdaptiveStatus, BatchReason, BatchTimings, FailureReason, FallbackReason, Metrics,
     ModelMetrics, Protocol, RequestStatus,
 };
+pub use rollout::RolloutMetrics;
 pub use stats::{BatchStat, Duration as StatDuration, ModelStatsSnapshot};
 
 /// Errors from the monitor.

@@ -173,6 +173,7 @@ struct Families {
 pub struct Metrics {
     registry: Registry,
     f: Arc<Families>,
+    rollout: crate::rollout::RolloutFamilies,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -353,10 +354,17 @@ impl Metrics {
                 MV,
             )?,
         };
+        let rollout = crate::rollout::RolloutFamilies::register(&registry)?;
         Ok(Metrics {
             registry,
             f: Arc::new(f),
+            rollout,
         })
+    }
+
+    /// The `lrai_rollout_*` handles of one model.
+    pub fn rollout(&self, model: &str) -> crate::rollout::RolloutMetrics {
+        self.rollout.model(model)
     }
 
     /// Resolves the handles of one model version (and touches its label sets, so the

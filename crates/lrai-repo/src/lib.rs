@@ -16,6 +16,8 @@
 //!   then the `lrai-exec` pool and `lrai-sched` scheduler; a version is READY only after.
 //! - ensembles (`ensemble`): Triton's `platform: "ensemble"`, a DAG of models whose steps
 //!   run on their own models' handles (`docs/ensembles.md`).
+//! - [`rollout`]: canary, A/B and shadow rollouts between two versions of a model, with
+//!   gates and automatic rollback.
 //! - [`ModelHandle`]: what the protocol layer talks to: metadata, input checks (the same
 //!   for HTTP and gRPC), `infer`.
 
@@ -35,6 +37,7 @@ mod poll;
 mod prepare;
 mod repository;
 mod reshape;
+pub mod rollout;
 mod scan;
 mod versions;
 mod warmup;

@@ -14,6 +14,7 @@ use crate::kserve::{
 };
 use crate::server::ServerState;
 use crate::server::error::{Result, ServerError};
+use crate::server::rollout::{self, Target};
 use crate::{
     InferRequest, InferResponse, ProtocolError, RequestedOutput, TensorRef, classifiable, classify,
 };
@@ -86,20 +87,32 @@ pub(crate) fn server_ready(state: &ServerState) -> bool {
 
 /// Runs one inference; returns the request back (its outputs list and parameters decide
 /// the encoding) with the response.
+/// `route_key` keeps one caller on one arm of a rollout (see [`super::rollout`]).
 pub(crate) async fn infer(
     state: &ServerState,
     mut req: InferRequest,
     protocol: Protocol,
+    route_key: Option<&str>,
 ) -> Result<(InferRequest, InferResponse)> {
     if state.is_shutting_down() {
         return Err(ServerError::ShuttingDown);
     }
     let started = Instant::now();
-    let h = handle(state, &req.model_name, &req.model_version)?;
+    let target = rollout::route(
+        state,
+        &req.model_name,
+        &req.model_version,
+        route_key,
+        &req.id,
+    )?;
+    let first = Arc::clone(target.handle().metrics());
+    first.inflight_delta(1);
+    let (result, h) = match target {
+        Target::Handle(h) => (run(&h, &mut req).await, h),
+        Target::Split(routed) => rollout::run_split(state, routed, &mut req).await,
+    };
+    first.inflight_delta(-1);
     let metrics = Arc::clone(h.metrics());
-    metrics.inflight_delta(1);
-    let result = run(&h, &mut req).await;
-    metrics.inflight_delta(-1);
     match &result {
         Ok(_) => metrics.request_done(protocol, RequestStatus::Ok, None, started.elapsed()),
         Err(e) => {
@@ -138,7 +151,7 @@ async fn run(h: &ModelHandle, req: &mut InferRequest) -> Result<Vec<(String, lra
 
 /// Every requested output exists, and can be classified when that is asked: checked
 /// before the model runs (Triton finds an unclassifiable type only after).
-fn check_requested_outputs(h: &ModelHandle, wanted: &[RequestedOutput]) -> Result<()> {
+pub(crate) fn check_requested_outputs(h: &ModelHandle, wanted: &[RequestedOutput]) -> Result<()> {
     for o in wanted {
         let Some(meta) = h.outputs().iter().find(|m| m.name == o.name) else {
             return Err(ServerError::UnknownOutput {
@@ -166,7 +179,7 @@ fn check_requested_outputs(h: &ModelHandle, wanted: &[RequestedOutput]) -> Resul
 /// Replaces each output the request asked to classify with its top classes, labelled
 /// from the output's `label_filename` (read at load). Done once here, for both
 /// protocols.
-fn classify_outputs(
+pub(crate) fn classify_outputs(
     h: &ModelHandle,
     wanted: &[RequestedOutput],
     outputs: &mut [(String, lrai_core::Tensor)],
@@ -342,18 +355,26 @@ type ChangeFuture<T> =
 
 pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
     explicit_only(state)?;
+    rollout::check_no_rollout(state, name)?;
     detached(state, name, |r, n| {
         Box::pin(async move { r.load_model(&n).await })
     })
-    .await
+    .await?;
+    // The table decides again; a rollout in the new config.pbtxt starts now.
+    state.rollouts.forget(name);
+    state.rollouts.start_from_config(name).await;
+    Ok(())
 }
 
 pub(crate) async fn unload(state: &ServerState, name: &str) -> Result<()> {
     explicit_only(state)?;
+    rollout::check_no_rollout(state, name)?;
     detached(state, name, |r, n| {
         Box::pin(async move { r.unload_model(&n).await })
     })
-    .await
+    .await?;
+    state.rollouts.forget(name);
+    Ok(())
 }
 
 /// Rollback changes what serves, so control mode `none` refuses it; `poll` allows it
@@ -366,6 +387,8 @@ pub(crate) async fn rollback(state: &ServerState, name: &str) -> Result<lrai_rep
         }
         .into());
     }
+    // A rollout owns the model's routing until it ends (DELETE .../rollout aborts it).
+    rollout::check_no_rollout(state, name)?;
     detached(state, name, |r, n| {
         Box::pin(async move { r.rollback(&n).await })
     })

@@ -70,6 +70,9 @@ pub enum ServerError {
     /// The server is shutting down.
     #[error("the server is shutting down; retry on another replica")]
     ShuttingDown,
+    /// A rollout can't start, or there is none.
+    #[error(transparent)]
+    Rollout(#[from] lrai_repo::rollout::RolloutError),
 }
 
 /// Triton's status classes.
@@ -213,6 +216,20 @@ fn repo_class(e: &RepoError) -> Class {
     }
 }
 
+fn rollout_class(e: &lrai_repo::rollout::RolloutError) -> Class {
+    use lrai_repo::rollout::RolloutError;
+    match e {
+        RolloutError::Repo(e) => repo_class(e),
+        RolloutError::NoRollout { .. } => Class::NotFound,
+        RolloutError::Spec { .. }
+        | RolloutError::NoSuchVersion { .. }
+        | RolloutError::CandidateIsBaseline { .. }
+        | RolloutError::CandidateLoad { .. }
+        | RolloutError::Incompatible { .. }
+        | RolloutError::InProgress { .. } => Class::Invalid,
+    }
+}
+
 impl ServerError {
     /// The status class.
     pub fn class(&self) -> Class {
@@ -222,6 +239,7 @@ impl ServerError {
             ServerError::BodyTooLarge { .. } => Class::TooLarge,
             ServerError::NoRoute(_) => Class::NotFound,
             ServerError::ShuttingDown => Class::Unavailable,
+            ServerError::Rollout(e) => rollout_class(e),
             ServerError::Body(_)
             | ServerError::Header { .. }
             | ServerError::RawBinaryInputs { .. }

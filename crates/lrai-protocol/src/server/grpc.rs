@@ -49,9 +49,15 @@ impl Service {
     async fn infer_one(
         &self,
         req: pb::ModelInferRequest,
+        metadata: Option<&tonic::metadata::MetadataMap>,
     ) -> Result<pb::ModelInferResponse, ServerError> {
         let req = decode_grpc_request(req, &self.state.config.limits)?;
-        let (req, resp) = core::infer(&self.state, req, Protocol::Grpc).await?;
+        // A rollout's sticky key travels as metadata under the same name as the header.
+        let key = metadata.and_then(|m| {
+            let name = super::rollout::sticky_header(&self.state, &req.model_name)?;
+            m.get(name.as_str())?.to_str().ok().map(str::to_string)
+        });
+        let (req, resp) = core::infer(&self.state, req, Protocol::Grpc, key.as_deref()).await?;
         Ok(encode_grpc_response(resp, &req)?)
     }
 }
@@ -104,7 +110,8 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelInferRequest>,
     ) -> Reply<pb::ModelInferResponse> {
-        self.infer_one(r.into_inner())
+        let (metadata, _, msg) = r.into_parts();
+        self.infer_one(msg, Some(&metadata))
             .await
             .map(Response::new)
             .map_err(status)
@@ -121,7 +128,7 @@ impl GrpcInferenceService for Service {
         let out = async_stream(move |tx| async move {
             while let Some(item) = incoming.next().await {
                 let msg = match item {
-                    Ok(req) => match svc.infer_one(req).await {
+                    Ok(req) => match svc.infer_one(req, None).await {
                         Ok(resp) => pb::ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(resp),

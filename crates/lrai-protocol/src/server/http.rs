@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::ServerState;
 use super::core;
 use super::error::{Result, ServerError};
+use super::rollout;
 use crate::kserve::{ErrorBody, RepositoryIndexRequest, RepositoryModelRequest};
 use crate::{RawInputSpec, decode_http_json_and_binary, decode_raw_binary, encode_http_response};
 
@@ -67,6 +68,10 @@ pub fn http_router(state: Arc<ServerState>) -> Router {
         .route("/v2/repository/models/{model}/load", post(repo_load))
         .route("/v2/repository/models/{model}/unload", post(repo_unload))
         .route("/v2/repository/models/{model}/rollback", post(repo_rollback))
+        .route(
+            "/v2/repository/models/{model}/rollout",
+            post(rollout_start).get(rollout_status).delete(rollout_abort),
+        )
         .fallback(|uri: axum::http::Uri| async move { ServerError::NoRoute(uri.path().to_string()).into_response() })
         // The limit is checked by the Bytes extractor; its rejection becomes our JSON error.
         .layer(DefaultBodyLimit::max(limit))
@@ -240,6 +245,23 @@ async fn repo_rollback(
     })))
 }
 
+async fn rollout_start(
+    State(s): St,
+    Path(model): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(&s, body)?;
+    Ok(json(&rollout::start(&s, &model, &body).await?))
+}
+
+async fn rollout_status(State(s): St, Path(model): Path<String>) -> Result<Response> {
+    Ok(json(&rollout::status(&s, &model)?))
+}
+
+async fn rollout_abort(State(s): St, Path(model): Path<String>) -> Result<Response> {
+    Ok(json(&rollout::abort(&s, &model)?))
+}
+
 async fn infer(
     State(s): St,
     Path(model): Path<String>,
@@ -344,7 +366,14 @@ async fn infer_common(
     };
     req.model_name = model;
     req.model_version = version;
-    let (req, resp) = core::infer(s, req, Protocol::Http).await?;
+    let key = rollout::sticky_header(s, &req.model_name).and_then(|name| {
+        headers
+            .get(name.as_str())?
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    });
+    let (req, resp) = core::infer(s, req, Protocol::Http, key.as_deref()).await?;
     let (bytes, json_len) = encode_http_response(&resp, &req)?;
     let mut out = bytes.into_response();
     let h = out.headers_mut();

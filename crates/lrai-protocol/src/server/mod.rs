@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use lrai_monitor::Metrics;
 use lrai_repo::Repository;
+use lrai_repo::rollout::Rollouts;
 
 use crate::Limits;
 
@@ -16,6 +17,7 @@ pub(crate) mod core;
 pub mod error;
 mod grpc;
 mod http;
+mod rollout;
 
 pub use error::ServerError;
 pub use grpc::{Extension, grpc_service, lrai_extension_service};
@@ -57,6 +59,8 @@ pub struct ServerState {
     pub metrics: Metrics,
     /// Front-end settings.
     pub config: FrontConfig,
+    /// Canary, A/B and shadow rollouts.
+    pub rollouts: Arc<Rollouts>,
     shutting_down: AtomicBool,
 }
 
@@ -64,6 +68,7 @@ impl ServerState {
     /// State over a repository.
     pub fn new(repo: Arc<Repository>, metrics: Metrics, config: FrontConfig) -> Arc<ServerState> {
         Arc::new(ServerState {
+            rollouts: Rollouts::new(Arc::clone(&repo), metrics.clone()),
             repo,
             metrics,
             config,

@@ -66,6 +66,12 @@ pub const LRAI_PARAMETERS: &[LraiParameter] = &[
         help: "calibration samples (.npz or a directory of .npy), relative to the model's directory; required by static mode",
     },
     LraiParameter {
+        key: "lrai.rollout",
+        // JSON; checked when the rollout starts, so a bad one never stops the model.
+        values: &[],
+        help: "a rollout started once the model loads: the JSON body of POST /v2/repository/models/{m}/rollout (docs/rollouts.md)",
+    },
+    LraiParameter {
         key: "lrai.quantize_eval",
         values: &[],
         help: "evaluation samples (.npz with optional labels and group), relative to the model's directory; with them the accuracy budget is enforced and the most sensitive layers stay float",
