@@ -452,3 +452,29 @@ async fn an_ensemble_is_not_ready_while_a_step_model_is_unloaded() {
     assert_eq!(entry["state"], "READY", "{entry}");
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loading_an_ensemble_through_the_api_loads_its_step_models() {
+    let repo = repository(false);
+    let s = start_on(repo.path(), BackendKind::Tract).await.unwrap();
+    let unload = "/v2/repository/models/ens_score/unload";
+    let (status, err) = call(s.http_addr, "POST", unload, &json!({})).await;
+    assert_eq!(status, 200, "{err}");
+    assert_ne!(index_entry(&s, "ens_score").await["state"], "READY");
+    let load = "/v2/repository/models/ens_pipeline/load";
+    let (status, err) = call(s.http_addr, "POST", load, &json!({})).await;
+    assert_eq!(status, 200, "{err}");
+    let entry = index_entry(&s, "ens_score").await;
+    assert_eq!(entry["state"], "READY", "{entry}");
+    let case = &cases()[1];
+    let body = infer_body("RAW", &rows(&case["raw"]));
+    let (status, resp) = call(s.http_addr, "POST", "/v2/models/ens_pipeline/infer", &body).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_output(
+        &resp,
+        "SCORE",
+        &rows(&case["score"]),
+        "after loading the ensemble",
+    );
+    s.shutdown().await;
+}

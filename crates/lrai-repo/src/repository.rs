@@ -231,6 +231,29 @@ impl Repository {
         self.apply(name).await
     }
 
+    /// Loads a model as the load API asks: an ensemble's step models first (each
+    /// loaded or brought up to date with what is on disk), then the model, as Triton
+    /// loads an ensemble's models with it.
+    ///
+    /// # Errors
+    /// The first load error, a step model's included; nothing after it is loaded.
+    pub async fn load_with_steps(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        let root = self.config.root.clone();
+        let named = vec![name.to_string()];
+        let waves =
+            tokio::task::spawn_blocking(move || crate::ensemble::load::startup_waves(&root, named))
+                .await
+                .map_err(|e| RepoError::Repository {
+                    path: self.config.root.clone(),
+                    reason: e.to_string(),
+                })?;
+        for step in waves.iter().flatten().filter(|n| *n != name) {
+            self.load_model(step).await?;
+        }
+        self.load_model(name).await
+    }
+
     /// The lock that serialises changes to one model.
     pub(crate) fn model_lock(&self, name: &str) -> Arc<Mutex<()>> {
         let mut locks = self

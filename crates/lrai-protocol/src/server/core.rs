@@ -357,7 +357,7 @@ pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
     explicit_only(state)?;
     rollout::check_no_rollout(state, name)?;
     detached(state, name, |r, n| {
-        Box::pin(async move { r.load_model(&n).await })
+        Box::pin(async move { r.load_with_steps(&n).await })
     })
     .await?;
     // The table decides again; a rollout in the new config.pbtxt starts now.
