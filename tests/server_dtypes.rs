@@ -14,7 +14,7 @@ mod wire_values;
 use std::path::{Path, PathBuf};
 
 use lrai::RunningServer;
-use lrai_backend::{BackendChoice, BackendKind};
+use lrai_backend::BackendKind;
 use lrai_protocol::pb;
 use lrai_protocol::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use serde::Deserialize;
@@ -129,29 +129,6 @@ fn repo() -> tempfile::TempDir {
         output [ { name: \"y\" data_type: TYPE_BF16 dims: [ -1 ] } ]\n";
     add_model(dir.path(), "bf16", &bf16, bf16_config);
     dir
-}
-
-/// The server on `repo` with `kind` as its only backend; `None` (said loudly) when ONNX
-/// Runtime is asked for and not found, unless `LRAI_REQUIRE_ORT` is set.
-async fn start_on(repo: &Path, kind: BackendKind) -> Option<RunningServer> {
-    let mut config = lrai::config::ServeConfig::for_tests(repo);
-    config.backend.backend = BackendChoice::Only(kind);
-    config.backend.ort_lib = std::env::var_os("LRAI_ORT_LIB").map(PathBuf::from);
-    match lrai::serve(config).await {
-        Ok(s) => {
-            s.wait_loaded().await;
-            Some(s)
-        }
-        Err(e) if kind == BackendKind::OnnxRuntime => {
-            assert!(
-                std::env::var_os("LRAI_REQUIRE_ORT").is_none(),
-                "LRAI_REQUIRE_ORT is set but the server can't use ONNX Runtime: {e:#}"
-            );
-            eprintln!("SKIPPED on onnxruntime (set LRAI_ORT_LIB to run it): {e:#}");
-            None
-        }
-        Err(e) => panic!("the server did not start on {kind:?}: {e:#}"),
-    }
 }
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::Tract, BackendKind::OnnxRuntime];
@@ -380,7 +357,7 @@ fn two_sets(skip: &str) -> [Vec<(&'static str, Values)>; 2] {
 async fn every_datatype_comes_back_exactly_on_every_wire() {
     let repo = repo();
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         let s = std::sync::Arc::new(s);
@@ -417,7 +394,7 @@ async fn every_datatype_comes_back_exactly_on_every_wire() {
 async fn batched_requests_of_every_datatype_split_back_exactly() {
     let repo = repo();
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         let s = std::sync::Arc::new(s);
@@ -495,7 +472,7 @@ async fn binary_strings_pass_onnx_runtime_exactly_and_tract_refuses_them_with_40
     let repo = repo();
     let strings = binary_strings();
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         for _ in 0..2 {
@@ -577,7 +554,7 @@ async fn bf16_passes_onnx_runtime_and_tract_refuses_the_model() {
         shape: vec![9],
     }];
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         match kind {

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use lrai::RunningServer;
-use lrai_backend::{BackendChoice, BackendKind};
+use lrai_backend::BackendKind;
 use serde_json::{Value, json};
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::Tract, BackendKind::OnnxRuntime];
@@ -152,30 +152,6 @@ fn repository(with_broken: bool) -> tempfile::TempDir {
     dir
 }
 
-/// The server with `kind` as its only backend; `None` (said loudly) when ONNX Runtime is
-/// asked for and not found, unless `LRAI_REQUIRE_ORT` is set.
-async fn start_on(repo: &Path, kind: BackendKind) -> Option<RunningServer> {
-    let mut config = lrai::config::ServeConfig::for_tests(repo);
-    config.backend.backend = BackendChoice::Only(kind);
-    config.backend.ort_lib = std::env::var_os("LRAI_ORT_LIB").map(PathBuf::from);
-    config.model_control_mode = "explicit".into();
-    match lrai::serve(config).await {
-        Ok(s) => {
-            s.wait_loaded().await;
-            Some(s)
-        }
-        Err(e) if kind == BackendKind::OnnxRuntime => {
-            assert!(
-                std::env::var_os("LRAI_REQUIRE_ORT").is_none(),
-                "LRAI_REQUIRE_ORT is set but the server can't use ONNX Runtime: {e:#}"
-            );
-            eprintln!("SKIPPED on onnxruntime (set LRAI_ORT_LIB to run it): {e:#}");
-            None
-        }
-        Err(e) => panic!("the server did not start on {kind:?}: {e:#}"),
-    }
-}
-
 async fn call(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
     let url = format!("http://{addr}{path}");
     let r = if method == "GET" {
@@ -260,7 +236,11 @@ async fn interleaved(addr: SocketAddr, rounds: usize, what: &str) {
 async fn ensemble_answers_as_onnx_runtime_step_by_step_on_every_backend() {
     for kind in BACKENDS {
         let repo = repository(false);
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |c| {
+            c.model_control_mode = "explicit".into()
+        })
+        .await
+        else {
             continue;
         };
         let (status, ready) = call(s.http_addr, "GET", "/v2/health/ready", &Value::Null).await;
@@ -282,7 +262,11 @@ async fn ensemble_answers_as_onnx_runtime_step_by_step_on_every_backend() {
 #[tokio::test]
 async fn metadata_and_config_show_the_ensemble_as_triton_does() {
     let repo = repository(false);
-    let s = start_on(repo.path(), BackendKind::Tract).await.unwrap();
+    let s = common::start_on(repo.path(), BackendKind::Tract, |c| {
+        c.model_control_mode = "explicit".into()
+    })
+    .await
+    .unwrap();
     let (status, meta) = call(s.http_addr, "GET", "/v2/models/ens_pipeline", &Value::Null).await;
     assert_eq!(status, 200, "{meta}");
     assert_eq!(meta["platform"], "ensemble");
@@ -351,7 +335,11 @@ async fn index_entry(s: &RunningServer, model: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_ensembles_say_why_and_the_rest_serves() {
     let repo = repository(true);
-    let s = start_on(repo.path(), BackendKind::Tract).await.unwrap();
+    let s = common::start_on(repo.path(), BackendKind::Tract, |c| {
+        c.model_control_mode = "explicit".into()
+    })
+    .await
+    .unwrap();
     for Broken { name, reason, .. } in broken() {
         let entry = index_entry(&s, name).await;
         assert_eq!(entry["state"], "UNAVAILABLE", "{name}: {entry}");
@@ -387,7 +375,11 @@ async fn broken_ensembles_say_why_and_the_rest_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ensemble_is_not_ready_while_a_step_model_is_unloaded() {
     let repo = repository(false);
-    let s = start_on(repo.path(), BackendKind::Tract).await.unwrap();
+    let s = common::start_on(repo.path(), BackendKind::Tract, |c| {
+        c.model_control_mode = "explicit".into()
+    })
+    .await
+    .unwrap();
     let (status, err) = call(
         s.http_addr,
         "POST",
@@ -456,7 +448,11 @@ async fn an_ensemble_is_not_ready_while_a_step_model_is_unloaded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loading_an_ensemble_through_the_api_loads_its_step_models() {
     let repo = repository(false);
-    let s = start_on(repo.path(), BackendKind::Tract).await.unwrap();
+    let s = common::start_on(repo.path(), BackendKind::Tract, |c| {
+        c.model_control_mode = "explicit".into()
+    })
+    .await
+    .unwrap();
     let unload = "/v2/repository/models/ens_score/unload";
     let (status, err) = call(s.http_addr, "POST", unload, &json!({})).await;
     assert_eq!(status, 200, "{err}");

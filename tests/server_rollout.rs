@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{copy_example, get, http, start};
-use lrai_backend::{BackendChoice, BackendKind};
+use lrai_backend::BackendKind;
 use serde_json::{Value, json};
 
 /// How long a test waits for a rollout to reach a state before failing.
@@ -162,30 +162,6 @@ fn explicit(c: &mut lrai::config::ServeConfig) {
     c.model_control_mode = "explicit".into();
 }
 
-/// The server on one backend; `None` (said on stderr) when ONNX Runtime is asked for and
-/// not found, unless `LRAI_REQUIRE_ORT` is set (CI sets it).
-async fn start_on(repo: &Path, kind: BackendKind) -> Option<lrai::RunningServer> {
-    let mut config = lrai::config::ServeConfig::for_tests(repo);
-    explicit(&mut config);
-    config.backend.backend = BackendChoice::Only(kind);
-    config.backend.ort_lib = std::env::var_os("LRAI_ORT_LIB").map(PathBuf::from);
-    match lrai::serve(config).await {
-        Ok(s) => {
-            s.wait_loaded().await;
-            Some(s)
-        }
-        Err(e) if kind == BackendKind::OnnxRuntime => {
-            assert!(
-                std::env::var_os("LRAI_REQUIRE_ORT").is_none(),
-                "LRAI_REQUIRE_ORT is set but the server can't use ONNX Runtime: {e:#}"
-            );
-            eprintln!("SKIPPED on onnxruntime (set LRAI_ORT_LIB to run it): {e:#}");
-            None
-        }
-        Err(e) => panic!("the server did not start on {kind:?}: {e:#}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_with_permuted_logits_rolls_back_at_its_first_step_on_tract() {
     canary_with_permuted_logits_rolls_back(BackendKind::Tract).await;
@@ -198,7 +174,7 @@ async fn canary_with_permuted_logits_rolls_back_at_its_first_step_on_onnxruntime
 
 async fn canary_with_permuted_logits_rolls_back(kind: BackendKind) {
     let dir = repo();
-    let Some(s) = start_on(dir.path(), kind).await else {
+    let Some(s) = common::start_on(dir.path(), kind, explicit).await else {
         return;
     };
     add_version(dir.path(), 2, &fixture("digits_mlp_permuted.onnx"));

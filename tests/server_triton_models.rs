@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use lrai::RunningServer;
-use lrai_backend::{BackendChoice, BackendKind};
+use lrai_backend::BackendKind;
 use serde_json::{Value, json};
 
 fn fixture(file: &str) -> PathBuf {
@@ -27,29 +27,6 @@ fn add_model(repo: &Path, name: &str, file: &str, config: Option<&str>) {
     fs_err::copy(fixture(file), dir.join("model.onnx")).unwrap();
     if let Some(c) = config {
         fs_err::write(repo.join(name).join("config.pbtxt"), c).unwrap();
-    }
-}
-
-/// The server on `repo` with `kind` as its only backend; `None` (said loudly) when ONNX
-/// Runtime is asked for and not found, unless `LRAI_REQUIRE_ORT` is set.
-async fn start_on(repo: &Path, kind: BackendKind) -> Option<RunningServer> {
-    let mut config = lrai::config::ServeConfig::for_tests(repo);
-    config.backend.backend = BackendChoice::Only(kind);
-    config.backend.ort_lib = std::env::var_os("LRAI_ORT_LIB").map(PathBuf::from);
-    match lrai::serve(config).await {
-        Ok(s) => {
-            s.wait_loaded().await;
-            Some(s)
-        }
-        Err(e) if kind == BackendKind::OnnxRuntime => {
-            assert!(
-                std::env::var_os("LRAI_REQUIRE_ORT").is_none(),
-                "LRAI_REQUIRE_ORT is set but the server can't use ONNX Runtime: {e:#}"
-            );
-            eprintln!("SKIPPED on onnxruntime (set LRAI_ORT_LIB to run it): {e:#}");
-            None
-        }
-        Err(e) => panic!("the server did not start on {kind:?}: {e:#}"),
     }
 }
 
@@ -172,7 +149,7 @@ async fn reshape_infers_the_variable_size_and_answers_in_the_config_dims() {
         Some(RESHAPE_CONFIG),
     );
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         let (ready, why) = readiness(&s, "reshape_var").await;
@@ -215,7 +192,7 @@ async fn an_empty_reshape_takes_one_value_per_row_as_triton_clients_send_it() {
     // Without config.pbtxt the completed config says the same (dims [1], reshape []).
     add_model(repo.path(), "scalar_row_auto", "scalar_row.onnx", None);
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         for model in ["scalar_row", "scalar_row_auto"] {
@@ -317,7 +294,7 @@ async fn the_implicit_warm_up_never_makes_a_model_that_serves_unavailable() {
     // A model that parses strings: empty strings would fail its Cast.
     add_model(repo.path(), "string_cast", "string_cast.onnx", None);
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         let mut upsample = true;
@@ -410,7 +387,7 @@ async fn model_warmup_entries_run_as_in_triton_and_a_failing_one_refuses_the_mod
         Some(&bad),
     );
     for kind in BACKENDS {
-        let Some(s) = start_on(repo.path(), kind).await else {
+        let Some(s) = common::start_on(repo.path(), kind, |_| {}).await else {
             continue;
         };
         for model in ["warm_ok", "warm_random", "warm_file"] {

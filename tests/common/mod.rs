@@ -1,6 +1,6 @@
 //! Shared setup for whole-server tests: a temporary Triton-layout repository built from
 //! the committed example models, and `lrai::serve` on loopback port 0.
-#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,4 +121,33 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, String)], body: Vec
 
 pub async fn get(url: &str) -> Resp {
     http("GET", url, &[], Vec::new()).await
+}
+
+/// The server with `kind` as its only backend (no fake backend); `None`, said loudly,
+/// when ONNX Runtime is asked for and not found, unless `LRAI_REQUIRE_ORT` is set (CI and
+/// `scripts/test.sh` set it, so there the case fails instead).
+pub async fn start_on(
+    repo: &Path,
+    kind: lrai_backend::BackendKind,
+    tweak: impl FnOnce(&mut ServeConfig),
+) -> Option<RunningServer> {
+    let mut config = ServeConfig::for_tests(repo);
+    config.backend.backend = lrai_backend::BackendChoice::Only(kind);
+    config.backend.ort_lib = std::env::var_os("LRAI_ORT_LIB").map(PathBuf::from);
+    tweak(&mut config);
+    match lrai::serve(config).await {
+        Ok(s) => {
+            s.wait_loaded().await;
+            Some(s)
+        }
+        Err(e) if kind == lrai_backend::BackendKind::OnnxRuntime => {
+            assert!(
+                std::env::var_os("LRAI_REQUIRE_ORT").is_none(),
+                "LRAI_REQUIRE_ORT is set but the server can't use ONNX Runtime: {e:#}"
+            );
+            eprintln!("SKIPPED on onnxruntime (set LRAI_ORT_LIB to run it): {e:#}");
+            None
+        }
+        Err(e) => panic!("the server did not start on {kind:?}: {e:#}"),
+    }
 }

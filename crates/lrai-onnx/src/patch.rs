@@ -284,10 +284,11 @@ fn check_scoped(graph: &GraphProto, outer: &HashSet<String>) -> Result<(), Graph
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    /// A node named `<op>_<first output>` (shared by this crate's graph tests).
+    pub(crate) fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
         NodeProto {
             op_type: Some(op.into()),
             name: Some(format!("{op}_{}", outputs[0])),
@@ -297,7 +298,8 @@ mod tests {
         }
     }
 
-    fn value(name: &str) -> ValueInfoProto {
+    /// A value info with only a name.
+    pub(crate) fn value(name: &str) -> ValueInfoProto {
         ValueInfoProto {
             name: Some(name.into()),
             ..ValueInfoProto::default()

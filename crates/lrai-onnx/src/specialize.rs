@@ -433,24 +433,8 @@ fn rename_in_node(node: &mut NodeProto, renames: &HashMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::tests::{node, value};
     use crate::pb::OperatorSetIdProto;
-
-    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-        NodeProto {
-            op_type: Some(op.into()),
-            name: Some(format!("{op}_{}", outputs[0])),
-            input: inputs.iter().map(ToString::to_string).collect(),
-            output: outputs.iter().map(ToString::to_string).collect(),
-            ..NodeProto::default()
-        }
-    }
-
-    fn value(name: &str) -> ValueInfoProto {
-        ValueInfoProto {
-            name: Some(name.into()),
-            ..ValueInfoProto::default()
-        }
-    }
 
     fn branch_attr(name: &str, graph: GraphProto) -> AttributeProto {
         AttributeProto {
