@@ -15,6 +15,7 @@ DIR/canary-*.csv and, when matplotlib is installed, DIR/canary-fine.png and
 DIR/canary-broken.png (traffic share and latency over time).
 
 Run: python3 scripts/bench-rollout.py [--lrai target/release/lrai] [--out DIR]
+(the plots need matplotlib: `.venv/bin/pip install matplotlib`; the test suite doesn't).
 Needs the fixtures of scripts/make-rollout-fixtures.py (committed).
 """
 import argparse
