@@ -12,6 +12,7 @@ use lrai_repo::rollout::Rollouts;
 
 use crate::Limits;
 
+mod caller;
 mod config_pb;
 pub(crate) mod core;
 pub mod error;
@@ -19,6 +20,7 @@ mod grpc;
 mod http;
 mod rollout;
 
+pub use caller::Caller;
 pub use error::ServerError;
 pub use grpc::{Extension, grpc_service, lrai_extension_service};
 pub use http::{http_router, metrics_router};
