@@ -278,6 +278,69 @@ async fn fine_canary_is_promoted() {
     s.shutdown().await;
 }
 
+/// The READY versions of digits_mlp in the repository index.
+async fn ready_versions(s: &lrai::RunningServer) -> Vec<String> {
+    let index = post_json(&url(s, "/v2/repository/index"), &json!({}))
+        .await
+        .json();
+    index
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "digits_mlp" && e["state"] == "READY")
+        .map(|e| e["version"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// At promotion `version_policy` applies again: a policy that names only version 1
+/// keeps it loaded beside the promoted version 2, which serves pinned (as a rollback's
+/// target) until the next load of the model, when the policy alone decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_applies_the_version_policy_again() {
+    let dir = repo();
+    let config_path = dir.path().join("digits_mlp/config.pbtxt");
+    let config = fs_err::read_to_string(&config_path).unwrap();
+    fs_err::write(
+        &config_path,
+        format!("{config}\nversion_policy: {{ specific: {{ versions: [1] }} }}\n"),
+    )
+    .unwrap();
+    let s = start(dir.path(), explicit).await;
+    add_version(dir.path(), 2, &fixture("digits_mlp_fine.onnx"));
+    let body = json!({"candidate": "2", "steps": [100], "step_requests": 40,
+        "gates": {"max_error_rate": 0.0, "max_p99_ratio": 100.0, "min_agreement": 1.0}});
+    let r = post_json(&url(&s, "/v2/repository/models/digits_mlp/rollout"), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (t, st) = drive_until_done(&s, 2000).await;
+    assert_eq!(st["state"], "promoted", "{st:#}");
+    assert_eq!(t.failed, 0);
+    assert_eq!(ready_versions(&s).await, vec!["1", "2"]);
+    let (x, y) = &references()[0];
+    let (status, version, logits) = infer(&s, None, x, None).await;
+    assert_eq!(
+        (status, version.as_str()),
+        (200, "2"),
+        "the promoted version serves"
+    );
+    assert!(close(&logits, y));
+    let (status, version, _) = infer(&s, Some("1"), x, None).await;
+    assert_eq!((status, version.as_str()), (200, "1"));
+    let r = post_json(
+        &url(&s, "/v2/repository/models/digits_mlp/load"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        ready_versions(&s).await,
+        vec!["1"],
+        "the policy decides again"
+    );
+    let (status, version, _) = infer(&s, None, x, None).await;
+    assert_eq!((status, version.as_str()), (200, "1"));
+    s.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_compares_nearly_every_request_and_answers_from_the_baseline() {
     let dir = repo();

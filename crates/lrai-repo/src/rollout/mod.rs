@@ -426,9 +426,12 @@ impl Rollouts {
         r.export(&status);
         r.metrics.outcome(RolloutState::Promoted.as_str());
         tracing::info!(model = %r.model, version = status.candidate, replaced = status.baseline, "rollout promoted the candidate");
-        if let Some(old) = removed {
-            // Queued requests finish on the baseline before its instances stop.
-            tokio::spawn(async move { old.shutdown().await });
+        for old in removed {
+            // Queued requests finish on the old versions before their instances stop.
+            tokio::spawn(async move {
+                crate::apply::drain(&old).await;
+                old.shutdown().await;
+            });
         }
     }
 
