@@ -103,10 +103,10 @@ fn publish_candidate(
 ) -> Vec<Arc<ModelHandle>> {
     let promoted = candidate.version();
     let mut retired = Vec::new();
-    if let Some(old) = entry.versions.insert(promoted, Arc::clone(candidate)) {
-        if !Arc::ptr_eq(&old, candidate) {
-            retired.push(old);
-        }
+    if let Some(old) = entry.versions.insert(promoted, Arc::clone(candidate))
+        && !Arc::ptr_eq(&old, candidate)
+    {
+        retired.push(old);
     }
     if let Some(p) = dir.and_then(|d| d.prints.of_version(promoted)) {
         entry.prints.insert(promoted, p);
