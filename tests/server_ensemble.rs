@@ -474,3 +474,73 @@ async fn loading_an_ensemble_through_the_api_loads_its_step_models() {
     );
     s.shutdown().await;
 }
+
+/// `inference_count` and `execution_count` of a model's version 1.
+async fn counts(addr: SocketAddr, model: &str) -> (u64, u64) {
+    let (status, stats) = call(
+        addr,
+        "GET",
+        &format!("/v2/models/{model}/stats"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{stats}");
+    let s = &stats["model_stats"][0];
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {stats}"));
+    (n("inference_count"), n("execution_count"))
+}
+
+/// An ensemble's step goes through the step model's own scheduler, so it batches with
+/// direct requests to that model: with a 30 s queue delay and a preferred batch of 2
+/// rows, one ensemble request and one direct request to `ens_clf` sent together run as
+/// one batch of 2 (one execution for two inferences) and both answer correctly. Were the
+/// step run outside the scheduler, `ens_clf` would count one execution per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ensemble_steps_batch_with_direct_requests_to_the_step_model() {
+    let repo = repository(false);
+    let clf = repo.path().join("ens_clf/config.pbtxt");
+    let text = fs_err::read_to_string(&clf).unwrap().replace(
+        "dynamic_batching { max_queue_delay_microseconds: 2000 }",
+        "dynamic_batching { max_queue_delay_microseconds: 30000000 preferred_batch_size: [ 2 ] }",
+    );
+    assert!(
+        text.contains("30000000"),
+        "the ens_clf config changed: {text}"
+    );
+    fs_err::write(&clf, text).unwrap();
+    let s = common::start_on(repo.path(), BackendKind::Tract, |c| {
+        c.model_control_mode = "explicit".into()
+    })
+    .await
+    .unwrap();
+    let (before_inferences, before_executions) = counts(s.http_addr, "ens_clf").await;
+    let case = cases()[0].clone();
+    let raw = rows(&case["raw"])[..1].to_vec();
+    let feat = rows(&case["feat"])[..1].to_vec();
+    let want = rows(&case["probs"])[..1].to_vec();
+    let addr = s.http_addr;
+    let via_ensemble = tokio::spawn({
+        let body = infer_body("RAW", &raw);
+        async move { call(addr, "POST", "/v2/models/ens_pipeline/infer", &body).await }
+    });
+    let direct = tokio::spawn({
+        let body = infer_body("x", &feat);
+        async move { call(addr, "POST", "/v2/models/ens_clf/infer", &body).await }
+    });
+    let (status, resp) = via_ensemble.await.unwrap();
+    assert_eq!(status, 200, "{resp}");
+    assert_output(&resp, "PROBS", &want, "through the ensemble");
+    let (status, resp) = direct.await.unwrap();
+    assert_eq!(status, 200, "{resp}");
+    assert_output(&resp, "probs", &want, "direct");
+    let (inferences, executions) = counts(s.http_addr, "ens_clf").await;
+    assert_eq!(
+        (
+            inferences - before_inferences,
+            executions - before_executions
+        ),
+        (2, 1),
+        "two requests to ens_clf (one an ensemble step) ran as one batch"
+    );
+    s.shutdown().await;
+}
