@@ -609,11 +609,12 @@ def test_load_unknown_model_fails(fresh_server):
 
 
 def test_load_with_config_override_is_a_clean_error(http_client):
-    """LRAI does not implement load-time config/file overrides; it must say so (501, not a
-    crash or a silent ignore)."""
+    """LRAI refuses load-time config/file overrides by design (uploading configuration
+    through an API is how inference servers were taken over); it must say so with a 400,
+    not a crash or a silent ignore."""
     e = expect_error(lambda: http_client.load_model("digits_mlp", config='{"max_batch_size": 8}'),
-                     None, "config")
-    assert e.status() in ("400", "501"), e.status()
+                     None, "refused")
+    assert e.status() == "400", e.status()
     assert http_client.is_model_ready("digits_mlp")
 
 

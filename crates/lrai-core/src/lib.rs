@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod confine;
 pub mod dtype;
 pub mod npy;
 pub mod random;

@@ -71,10 +71,19 @@ fn bad(model: &str, key: &str, value: &str, expected: &str) -> QuantError {
 
 fn config_for(req: &ServeRequest<'_>, mode: &str) -> Result<QuantizeConfig> {
     let p = req.parameters;
-    let path = |k: &str| p.get(k).map(|v| req.model_dir.join(v));
+    // Data paths stay inside the model's directory (no '..', no absolute path, no link out).
+    let path = |k: &str| -> Result<Option<PathBuf>> {
+        p.get(k)
+            .map(|v| {
+                let what = format!("model '{}': parameters[{k}]", req.model);
+                lrai_core::confine::confined(req.model_dir, req.model_dir, v, &what)
+                    .map_err(QuantError::Options)
+            })
+            .transpose()
+    };
     let mut c = QuantizeConfig {
-        calibration: path("lrai.quantize_calibration"),
-        eval: path("lrai.quantize_eval"),
+        calibration: path("lrai.quantize_calibration")?,
+        eval: path("lrai.quantize_eval")?,
         latency_batches: Vec::new(),
         ..QuantizeConfig::default()
     };

@@ -528,10 +528,12 @@ fn invalid_model_name_text(name: &str) -> String {
     if name.trim().is_empty() {
         "Model name cannot be empty. Please enter a valid name to deploy.".to_string()
     } else {
+        let why = lrai_core::confine::invalid_name_reason(name).unwrap_or("it is not a name");
         format!(
-            "invalid model name '{name}', model name must not contain path traversal \
-             characters (a model is a directory directly under the repository: no '/', '\\', \
-             or leading '.')"
+            "invalid model name '{}', model name must not contain path traversal \
+             characters ({why}; a model is a directory directly under the repository: no \
+             '/', '\\', leading '.' or control characters, at most 255 bytes)",
+            name.escape_debug()
         )
     }
 }

@@ -85,9 +85,15 @@ pub(crate) fn read_model_dir(root: &Path, name: &str) -> Result<ModelDir> {
             available: String::new(),
         });
     }
+    let confined = |path: &Path, what: String| {
+        lrai_core::confine::check_inside(root, path, &what)
+            .map_err(|reason| files_err(name, reason))
+    };
+    confined(&dir, format!("model directory '{name}'"))?;
     // Before the reads: a file changed meanwhile makes the next poll load again.
     let prints = crate::scan::fingerprint(&dir);
     let config_path = dir.join("config.pbtxt");
+    confined(&config_path, format!("'{name}/config.pbtxt'"))?;
     let config = if config_path.is_file() {
         let (config, warnings) = ModelConfig::from_file(&config_path, name)?;
         log_warnings(name, &config_path, &warnings);
@@ -259,8 +265,15 @@ fn model_file(job: &VersionJob) -> Result<(PathBuf, Option<MlflowModel>)> {
     };
     let path = match (&mlflow, configured) {
         (Some(m), _) => m.onnx_file.clone(),
-        (None, file) => dir.join(file.unwrap_or_else(|| "model.onnx".to_string())),
+        (None, Some(file)) => {
+            lrai_core::confine::join_relative(&dir, &file, "default_model_filename")
+                .map_err(|reason| files_err(name, reason))?
+        }
+        (None, None) => dir.join("model.onnx"),
     };
+    let what = format!("model file '{}'", path.display());
+    lrai_core::confine::check_inside(&job.root, &path, &what)
+        .map_err(|reason| files_err(name, reason))?;
     if !path.is_file() {
         return Err(files_err(
             name,
@@ -529,7 +542,15 @@ pub(crate) fn list_models(root: &Path) -> Result<Vec<String>> {
         .filter_map(std::result::Result::ok)
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
+        .filter(|n| match lrai_core::confine::invalid_name_reason(n) {
+            None => true,
+            // Hidden directories are skipped silently, as before; other bad names say why.
+            Some(_) if n.starts_with('.') => false,
+            Some(why) => {
+                tracing::warn!(directory = %n.escape_debug(), "skipped: not a valid model name ({why})");
+                false
+            }
+        })
         .collect();
     names.sort();
     Ok(names)

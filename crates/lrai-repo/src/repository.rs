@@ -387,8 +387,7 @@ impl Repository {
 /// A name with no directory never enters the table: a typo must not leave an
 /// UNAVAILABLE entry behind that turns server readiness false.
 pub(crate) fn check_name(name: &str) -> Result<()> {
-    let bad = name.trim().is_empty() || name.contains(['/', '\\']) || name.starts_with('.');
-    if bad {
+    if lrai_core::confine::invalid_name_reason(name).is_some() {
         return Err(RepoError::InvalidModelName {
             name: name.to_string(),
         });

@@ -267,16 +267,20 @@ fn read_row(
     wi: &WarmupInput,
 ) -> std::result::Result<Vec<u8>, String> {
     let dir = model_dir.join("warmup");
-    let path = dir.join(file);
-    // Paths stay inside the model's warmup directory.
-    let inside = Path::new(file)
-        .components()
-        .all(|c| matches!(c, std::path::Component::Normal(_)));
-    if !inside {
-        return Err(format!(
-            "input_data_file '{file}' must name a file inside the model's warmup/ directory"
-        ));
-    }
+    // Paths stay inside the model's warmup directory, links included.
+    let path = lrai_core::confine::join_relative(&dir, file, "input_data_file").map_err(|_| {
+        // Not echoed when absolute: the answer may reach callers.
+        let shown = if Path::new(file).is_absolute() {
+            "(an absolute path)"
+        } else {
+            file
+        };
+        format!(
+            "input_data_file {shown} must name a file inside the model's warmup/ directory \
+             (a relative path, no '..')"
+        )
+    })?;
+    lrai_core::confine::check_inside(model_dir, &path, &format!("input_data_file '{file}'"))?;
     let mut bytes = fs_err::read(&path).map_err(|e| e.to_string())?;
     let Some(size) = wi.data_type.size() else {
         return Ok(bytes);

@@ -70,6 +70,18 @@ pub enum ServerError {
     /// The server is shutting down.
     #[error("the server is shutting down; retry on another replica")]
     ShuttingDown,
+    /// A load request carrying a config override or model files: refused by design, as
+    /// uploading code or configuration through an API is how inference servers were taken
+    /// over (TorchServe's ShellTorch, CVE-2023-43654).
+    #[error(
+        "load parameters ({keys}) are refused: LRAI takes no config override or file upload \
+         through the load API; put the files and config.pbtxt in the model repository and \
+         load again"
+    )]
+    LoadParameters {
+        /// The parameter names, comma-separated.
+        keys: String,
+    },
     /// A rollout can't start, or there is none.
     #[error(transparent)]
     Rollout(#[from] lrai_repo::rollout::RolloutError),
@@ -244,6 +256,7 @@ impl ServerError {
             | ServerError::Header { .. }
             | ServerError::RawBinaryInputs { .. }
             | ServerError::UnknownOutput { .. }
+            | ServerError::LoadParameters { .. }
             | ServerError::BadJson(_) => Class::Invalid,
         }
     }

@@ -37,12 +37,17 @@ pub struct Service {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(status)`
-fn status(e: ServerError) -> Status {
+/// The status for an error, with the repository's path taken out of its message.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(|e| status(&s, e))`
+fn status(state: &ServerState, e: ServerError) -> Status {
     if e.http_status().is_server_error() {
         tracing::debug!(error = %e, "grpc request failed");
     }
-    e.grpc_status()
+    let s = e.grpc_status();
+    match state.redactor.apply(s.message()) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(message) => Status::new(s.code(), message),
+    }
 }
 
 impl Service {
@@ -102,7 +107,8 @@ impl GrpcInferenceService for Service {
         r: Request<pb::ModelMetadataRequest>,
     ) -> Reply<pb::ModelMetadataResponse> {
         let r = r.into_inner();
-        let m = core::model_metadata(&self.state, &r.name, &r.version).map_err(status)?;
+        let m = core::model_metadata(&self.state, &r.name, &r.version)
+            .map_err(|e| status(&self.state, e))?;
         Ok(Response::new(m.into()))
     }
 
@@ -114,7 +120,7 @@ impl GrpcInferenceService for Service {
         self.infer_one(msg, Some(&metadata))
             .await
             .map(Response::new)
-            .map_err(status)
+            .map_err(|e| status(&self.state, e))
     }
 
     async fn model_stream_infer(
@@ -134,7 +140,7 @@ impl GrpcInferenceService for Service {
                             infer_response: Some(resp),
                         },
                         Err(e) => pb::ModelStreamInferResponse {
-                            error_message: e.to_string(),
+                            error_message: svc.state.redactor.apply(&e.to_string()).into_owned(),
                             infer_response: None,
                         },
                     },
@@ -156,7 +162,8 @@ impl GrpcInferenceService for Service {
         r: Request<pb::ModelConfigRequest>,
     ) -> Reply<pb::ModelConfigResponse> {
         let r = r.into_inner();
-        let h = core::handle(&self.state, &r.name, &r.version).map_err(status)?;
+        let h =
+            core::handle(&self.state, &r.name, &r.version).map_err(|e| status(&self.state, e))?;
         Ok(Response::new(pb::ModelConfigResponse {
             config: Some(super::config_pb::to_pb(h.config())),
         }))
@@ -168,7 +175,8 @@ impl GrpcInferenceService for Service {
     ) -> Reply<pb::ModelStatisticsResponse> {
         let r = r.into_inner();
         let name = Some(r.name.as_str()).filter(|n| !n.is_empty());
-        let s = core::statistics(&self.state, name, &r.version).map_err(status)?;
+        let s =
+            core::statistics(&self.state, name, &r.version).map_err(|e| status(&self.state, e))?;
         Ok(Response::new(s.into()))
     }
 
@@ -179,7 +187,10 @@ impl GrpcInferenceService for Service {
         let r = r.into_inner();
         let models = core::index(&self.state, r.ready)
             .into_iter()
-            .map(Into::into)
+            .map(|mut m| {
+                m.reason = self.state.redactor.apply(&m.reason).into_owned();
+                m.into()
+            })
             .collect();
         Ok(Response::new(pb::RepositoryIndexResponse { models }))
     }
@@ -191,18 +202,16 @@ impl GrpcInferenceService for Service {
         let r = r.into_inner();
         if !r.parameters.is_empty() {
             let keys: Vec<&str> = r.parameters.keys().map(String::as_str).collect();
-            return Err(status(ServerError::Protocol(
-                crate::ProtocolError::Unsupported {
-                    what: format!(
-                        "load parameters ({}); edit the repository and load again",
-                        keys.join(", ")
-                    ),
+            return Err(status(
+                &self.state,
+                ServerError::LoadParameters {
+                    keys: keys.join(", "),
                 },
-            )));
+            ));
         }
         core::load(&self.state, &r.model_name)
             .await
-            .map_err(status)?;
+            .map_err(|e| status(&self.state, e))?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
     }
 
@@ -213,7 +222,7 @@ impl GrpcInferenceService for Service {
         let r = r.into_inner();
         core::unload(&self.state, &r.model_name)
             .await
-            .map_err(status)?;
+            .map_err(|e| status(&self.state, e))?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 }
@@ -241,7 +250,7 @@ impl pb::lrai::repository_extension_server::RepositoryExtension for Extension {
         let r = r.into_inner();
         let done = core::rollback(&self.state, &r.model_name)
             .await
-            .map_err(status)?;
+            .map_err(|e| status(&self.state, e))?;
         Ok(Response::new(pb::lrai::ModelRollbackResponse {
             model_name: r.model_name,
             from_version: done.from.to_string(),

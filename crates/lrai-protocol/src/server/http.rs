@@ -75,7 +75,42 @@ pub fn http_router(state: Arc<ServerState>) -> Router {
         .fallback(|uri: axum::http::Uri| async move { ServerError::NoRoute(uri.path().to_string()).into_response() })
         // The limit is checked by the Bytes extractor; its rejection becomes our JSON error.
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            redact_answer,
+        ))
         .with_state(state)
+}
+
+/// Largest answer [`redact_answer`] rewrites (errors and repository answers are small).
+const REDACT_LIMIT: usize = 16 << 20;
+
+/// Errors and repository answers with the repository's path taken out (see
+/// [`super::redact`]); successful inference answers pass untouched.
+async fn redact_answer(
+    State(s): St,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let repository_route = req.uri().path().starts_with("/v2/repository/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error() || repository_route) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, REDACT_LIMIT).await else {
+        let body = ErrorBody::new("the answer could not be read back; retry".to_string());
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    match s.redactor.apply(&text) {
+        std::borrow::Cow::Borrowed(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+        std::borrow::Cow::Owned(redacted) => {
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(redacted))
+        }
+    }
 }
 
 /// The Prometheus endpoint.
@@ -207,12 +242,9 @@ async fn repo_load(
     let req: RepositoryModelRequest = parse_optional(&body)?;
     if !req.parameters.is_empty() {
         let keys: Vec<&str> = req.parameters.keys().map(String::as_str).collect();
-        return Err(ServerError::Protocol(crate::ProtocolError::Unsupported {
-            what: format!(
-                "load parameters ({}); edit the repository and load again",
-                keys.join(", ")
-            ),
-        }));
+        return Err(ServerError::LoadParameters {
+            keys: keys.join(", "),
+        });
     }
     core::load(&s, &model).await?;
     Ok(StatusCode::OK.into_response())

@@ -18,6 +18,7 @@ pub(crate) mod core;
 pub mod error;
 mod grpc;
 mod http;
+pub mod redact;
 mod rollout;
 
 pub use caller::Caller;
@@ -63,6 +64,8 @@ pub struct ServerState {
     pub config: FrontConfig,
     /// Canary, A/B and shadow rollouts.
     pub rollouts: Arc<Rollouts>,
+    /// Takes the repository's path out of what callers read.
+    pub redactor: redact::Redactor,
     shutting_down: AtomicBool,
 }
 
@@ -71,6 +74,7 @@ impl ServerState {
     pub fn new(repo: Arc<Repository>, metrics: Metrics, config: FrontConfig) -> Arc<ServerState> {
         Arc::new(ServerState {
             rollouts: Rollouts::new(Arc::clone(&repo), metrics.clone()),
+            redactor: redact::Redactor::new(repo.root()),
             repo,
             metrics,
             config,

@@ -203,9 +203,10 @@ fn step_plan(
     }
     let label = format!("step {i} (model '{}')", s.model_name);
     // A model is a directory directly under the repository; nothing may reach outside it.
-    if s.model_name.contains(['/', '\\']) || s.model_name.starts_with('.') {
+    if let Some(why) = lrai_core::confine::invalid_name_reason(&s.model_name) {
         return Err(format!(
-            "{label}: model_name must be a model directory name (no '/', '\\', or leading '.')"
+            "{label}: model_name must be a model directory name ({why}; no '/', '\\', \
+             leading '.' or control characters)"
         ));
     }
     if s.model_name == config.name {
