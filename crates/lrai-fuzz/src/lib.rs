@@ -13,8 +13,11 @@ use bytes::Bytes;
 use lrai_core::DataType;
 use lrai_protocol::{Limits, RawInputSpec};
 
+/// A harness: arbitrary bytes in, a panic only on a bug.
+pub type Harness = fn(&[u8]);
+
 /// The harnesses by name (the cargo-fuzz target names).
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Harness); 8] = [
     ("http_infer", http_infer),
     ("binary_framing", binary_framing),
     ("raw_binary", raw_binary),
