@@ -9,10 +9,10 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "fuzz/corpus".into());
     for (target, _) in lrai_fuzz::TARGETS {
         let dir = std::path::Path::new(&root).join(target);
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
         let seeds = lrai_fuzz::seeds(target);
         for (i, seed) in seeds.iter().enumerate() {
-            std::fs::write(dir.join(format!("seed-{i}")), seed)?;
+            fs_err::write(dir.join(format!("seed-{i}")), seed)?;
         }
         println!("{target}: {} seeds in {}", seeds.len(), dir.display());
     }
