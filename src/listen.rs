@@ -187,8 +187,12 @@ pub(crate) fn spawn_servers(
         http,
         stop.clone(),
     )));
-    let incoming = lrai_transport::grpc_incoming(bound.grpc, l.accept("grpc", Alpn::H2), stop.clone());
-    let (svc, ext) = (grpc_service(Arc::clone(state)), lrai_extension_service(Arc::clone(state)));
+    let incoming =
+        lrai_transport::grpc_incoming(bound.grpc, l.accept("grpc", Alpn::H2), stop.clone());
+    let (svc, ext) = (
+        grpc_service(Arc::clone(state)),
+        lrai_extension_service(Arc::clone(state)),
+    );
     let (layer, rx) = (GrpcLimitsLayer(l.limits.clone()), stop.clone());
     tasks.push(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()

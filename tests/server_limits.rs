@@ -31,7 +31,9 @@ fn try_live(addr: SocketAddr) -> bool {
 }
 
 async fn live(addr: SocketAddr) -> u16 {
-    common::get(&format!("http://{addr}/v2/health/live")).await.status
+    common::get(&format!("http://{addr}/v2/health/live"))
+        .await
+        .status
 }
 
 async fn infer_ok(addr: SocketAddr) {
@@ -61,7 +63,10 @@ async fn slow_client_is_cut_off(s: &lrai::RunningServer, send: &'static [u8]) ->
     }
     let (got, closed) = slow.await.unwrap();
     assert!(closed, "the slow connection was not closed; it got {got:?}");
-    assert!(!got.contains(" 200 "), "the never-ending request was answered 200: {got}");
+    assert!(
+        !got.contains(" 200 "),
+        "the never-ending request was answered 200: {got}"
+    );
     infer_ok(addr).await;
     assert_eq!(live(addr).await, 200);
     got
@@ -71,7 +76,11 @@ async fn slow_client_is_cut_off(s: &lrai::RunningServer, send: &'static [u8]) ->
 async fn headers_that_never_end_are_cut_off() {
     let repo = common::standard_repo();
     let s = common::start(repo.path(), |c| c.listen.header_timeout_secs = 1).await;
-    slow_client_is_cut_off(&s, b"POST /v2/models/fake/infer HTTP/1.1\r\nhost: x\r\nx-slow: 1\r\n").await;
+    slow_client_is_cut_off(
+        &s,
+        b"POST /v2/models/fake/infer HTTP/1.1\r\nhost: x\r\nx-slow: 1\r\n",
+    )
+    .await;
     // A connection that sends nothing at all is closed too.
     slow_client_is_cut_off(&s, b"").await;
     s.shutdown().await;
@@ -107,7 +116,8 @@ async fn connections_over_the_cap_are_closed_and_the_server_recovers() {
         let mut held = Vec::new();
         for _ in 0..cap {
             let mut tcp = TcpStream::connect(addr).unwrap();
-            tcp.write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+            tcp.write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+                .unwrap();
             let mut buf = [0u8; 512];
             tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
             let n = tcp.read(&mut buf).unwrap();
@@ -119,7 +129,10 @@ async fn connections_over_the_cap_are_closed_and_the_server_recovers() {
             let mut tcp = TcpStream::connect(addr).unwrap();
             let _ = tcp.write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n");
             let (got, closed) = read_until_closed(tcp);
-            assert!(closed && got.is_empty(), "a connection over the cap got {got:?}");
+            assert!(
+                closed && got.is_empty(),
+                "a connection over the cap got {got:?}"
+            );
         }
         held
     })
@@ -129,11 +142,16 @@ async fn connections_over_the_cap_are_closed_and_the_server_recovers() {
     // Slots come back as the server notices the closes.
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        let ok = tokio::task::spawn_blocking(move || try_live(addr)).await.unwrap();
+        let ok = tokio::task::spawn_blocking(move || try_live(addr))
+            .await
+            .unwrap();
         if ok {
             break;
         }
-        assert!(Instant::now() < until, "the server did not take connections again");
+        assert!(
+            Instant::now() < until,
+            "the server did not take connections again"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     infer_ok(addr).await;
@@ -151,7 +169,13 @@ async fn requests_over_the_in_flight_cap_get_503_and_resource_exhausted() {
     // x = 3000: the fake model sleeps 2 s, holding the one slot.
     let slow = tokio::spawn(async move {
         let body = serde_json::json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [3000.0]}]});
-        common::http("POST", &format!("http://{addr}/v2/models/fake/infer"), &[], body.to_string().into_bytes()).await
+        common::http(
+            "POST",
+            &format!("http://{addr}/v2/models/fake/infer"),
+            &[],
+            body.to_string().into_bytes(),
+        )
+        .await
     });
     // Wait until the slow one holds the slot (bounded): a second request then gets 503.
     let until = Instant::now() + Duration::from_secs(30);
@@ -160,17 +184,38 @@ async fn requests_over_the_in_flight_cap_get_503_and_resource_exhausted() {
         if r.status == 503 {
             break r;
         }
-        assert!(Instant::now() < until, "no request was refused while one was in flight");
+        assert!(
+            Instant::now() < until,
+            "no request was refused while one was in flight"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(busy.headers["retry-after"], "1");
-    assert!(busy.json()["error"].as_str().unwrap().contains("--max-inflight-requests"), "{}", busy.text());
+    assert!(
+        busy.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-inflight-requests"),
+        "{}",
+        busy.text()
+    );
     // Probes still pass.
     assert_eq!(live(addr).await, 200);
-    let mut g = GrpcInferenceServiceClient::connect(format!("http://{}", s.grpc_addr)).await.unwrap();
-    assert!(g.server_live(pb::ServerLiveRequest {}).await.unwrap().into_inner().live);
+    let mut g = GrpcInferenceServiceClient::connect(format!("http://{}", s.grpc_addr))
+        .await
+        .unwrap();
+    assert!(
+        g.server_live(pb::ServerLiveRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .live
+    );
     let e = g
-        .model_ready(pb::ModelReadyRequest { name: "fake".into(), version: String::new() })
+        .model_ready(pb::ModelReadyRequest {
+            name: "fake".into(),
+            version: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
@@ -179,6 +224,15 @@ async fn requests_over_the_in_flight_cap_get_503_and_resource_exhausted() {
     assert_eq!(r.json()["outputs"][0]["data"][0], 6000.0);
     // The slot is free again.
     infer_ok(addr).await;
-    assert!(g.model_ready(pb::ModelReadyRequest { name: "fake".into(), version: String::new() }).await.unwrap().into_inner().ready);
+    assert!(
+        g.model_ready(pb::ModelReadyRequest {
+            name: "fake".into(),
+            version: String::new()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ready
+    );
     s.shutdown().await;
 }

@@ -2,7 +2,11 @@
 //! inference (answers equal to the plain-HTTP answer), mutual TLS (a trusted client
 //! certificate accepted, an untrusted one and none refused), TLS 1.1 refused, certificate
 //! rotation without restart, and the start-up errors for bad files.
-#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 mod tls_support;
@@ -49,7 +53,10 @@ async fn start_tls(repo: &Path, pki: &Pki, mutual: bool) -> lrai::RunningServer 
 
 async fn grpc_infer(ch: tonic::transport::Channel) -> Result<Vec<f32>, tonic::Status> {
     let mut c = GrpcInferenceServiceClient::new(ch);
-    let data: Vec<u8> = digits_input().iter().flat_map(|v| v.to_le_bytes()).collect();
+    let data: Vec<u8> = digits_input()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let req = pb::ModelInferRequest {
         model_name: "digits_mlp".into(),
         inputs: vec![pb::model_infer_request::InferInputTensor {
@@ -91,25 +98,45 @@ async fn https_and_grpc_over_tls_answer_as_plain_http_does() {
     // Several requests on one connection, interleaved with new connections.
     let mut send = h1(connect(s.http_addr, cfg.clone()).await.unwrap()).await;
     for _ in 0..5 {
-        let (st, body) = request(&mut send, "POST", "/v2/models/digits_mlp/infer", &digits_json()).await.unwrap();
+        let (st, body) = request(
+            &mut send,
+            "POST",
+            "/v2/models/digits_mlp/infer",
+            &digits_json(),
+        )
+        .await
+        .unwrap();
         assert_eq!(st, 200, "{body}");
         assert_eq!(output_values(&body), want);
-        let (st, body) = https(s.http_addr, cfg.clone(), "POST", "/v2/models/digits_mlp/infer", &digits_json()).await.unwrap();
+        let (st, body) = https(
+            s.http_addr,
+            cfg.clone(),
+            "POST",
+            "/v2/models/digits_mlp/infer",
+            &digits_json(),
+        )
+        .await
+        .unwrap();
         assert_eq!((st, output_values(&body)), (200, want.clone()));
     }
-    let ch = grpc_channel(s.grpc_addr, client_config(&pki.ca.der(), None, b"h2")).await.unwrap();
+    let ch = grpc_channel(s.grpc_addr, client_config(&pki.ca.der(), None, b"h2"))
+        .await
+        .unwrap();
     for _ in 0..5 {
         let got = grpc_infer(ch.clone()).await.unwrap();
         assert_eq!(got, f32s(&want));
     }
     // The metrics listener speaks TLS too.
-    let (st, body) = https(s.metrics_addr, cfg.clone(), "GET", "/metrics", "").await.unwrap();
+    let (st, body) = https(s.metrics_addr, cfg.clone(), "GET", "/metrics", "")
+        .await
+        .unwrap();
     assert_eq!(st, 200);
     assert!(body.contains("nv_inference_request_success"), "{body}");
     // Plain HTTP to a TLS port gets no answer.
     let mut tcp = std::net::TcpStream::connect(s.http_addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    tcp.write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    tcp.write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
     let mut buf = Vec::new();
     let _ = tcp.read_to_end(&mut buf);
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
@@ -127,25 +154,51 @@ async fn mutual_tls_accepts_a_trusted_client_and_refuses_others() {
     let untrusted = stranger_ca.leaf("client mallory");
 
     let ok = client_config(&pki.ca.der(), Some(&trusted), b"http/1.1");
-    let (st, body) = https(s.http_addr, ok, "POST", "/v2/models/digits_mlp/infer", &digits_json()).await.unwrap();
+    let (st, body) = https(
+        s.http_addr,
+        ok,
+        "POST",
+        "/v2/models/digits_mlp/infer",
+        &digits_json(),
+    )
+    .await
+    .unwrap();
     assert_eq!(st, 200, "{body}");
-    let ch = grpc_channel(s.grpc_addr, client_config(&pki.ca.der(), Some(&trusted), b"h2")).await.unwrap();
+    let ch = grpc_channel(
+        s.grpc_addr,
+        client_config(&pki.ca.der(), Some(&trusted), b"h2"),
+    )
+    .await
+    .unwrap();
     assert_eq!(grpc_infer(ch).await.unwrap().len(), 10);
 
     for id in [Some(&untrusted), None] {
         let cfg = client_config(&pki.ca.der(), id, b"http/1.1");
         let r = https(s.http_addr, cfg, "GET", "/v2/health/live", "").await;
-        assert!(r.is_err(), "a client with {:?} got an answer: {r:?}", id.map(|_| "an untrusted certificate"));
+        assert!(
+            r.is_err(),
+            "a client with {:?} got an answer: {r:?}",
+            id.map(|_| "an untrusted certificate")
+        );
         let cfg = client_config(&pki.ca.der(), id, b"h2");
         let refused = match grpc_channel(s.grpc_addr, cfg).await {
             Err(_) => true,
             Ok(ch) => grpc_infer(ch).await.is_err(),
         };
-        assert!(refused, "gRPC answered a client without a trusted certificate");
+        assert!(
+            refused,
+            "gRPC answered a client without a trusted certificate"
+        );
     }
     // The refusals took nothing down.
     let ok = client_config(&pki.ca.der(), Some(&trusted), b"http/1.1");
-    assert_eq!(https(s.http_addr, ok, "GET", "/v2/health/live", "").await.unwrap().0, 200);
+    assert_eq!(
+        https(s.http_addr, ok, "GET", "/v2/health/live", "")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
     s.shutdown().await;
 }
 
@@ -183,12 +236,19 @@ async fn tls_1_1_and_lower_are_refused() {
         .await
         .unwrap();
         // An alert record (0x15), protocol_version (70), or nothing; never a ServerHello (0x16).
-        assert_ne!(got.first(), Some(&0x16), "the server negotiated with a TLS 1.1 client: {got:02x?}");
+        assert_ne!(
+            got.first(),
+            Some(&0x16),
+            "the server negotiated with a TLS 1.1 client: {got:02x?}"
+        );
         if !got.is_empty() {
             assert_eq!(got[0], 0x15, "{got:02x?}");
             // A fatal alert: protocol_version (70) or handshake_failure (40).
             assert_eq!(got.get(5), Some(&2), "{got:02x?}");
-            assert!(matches!(got.get(6), Some(70 | 40)), "expected a refusal alert: {got:02x?}");
+            assert!(
+                matches!(got.get(6), Some(70 | 40)),
+                "expected a refusal alert: {got:02x?}"
+            );
         }
     }
     // Still serving TLS 1.2 clients.
@@ -200,22 +260,40 @@ async fn tls_1_1_and_lower_are_refused() {
         })
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let s12 = connect(s.http_addr, std::sync::Arc::new(cfg)).await.unwrap();
-    assert_eq!(s12.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
-    assert_eq!(request(&mut h1(s12).await, "GET", "/v2/health/live", "").await.unwrap().0, 200);
+    let s12 = connect(s.http_addr, std::sync::Arc::new(cfg))
+        .await
+        .unwrap();
+    assert_eq!(
+        s12.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(
+        request(&mut h1(s12).await, "GET", "/v2/health/live", "")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
     s.shutdown().await;
 }
 
 /// Waits (bounded) until a new connection is served `want`.
-async fn wait_for_cert(addr: std::net::SocketAddr, cfg: &std::sync::Arc<rustls::ClientConfig>, want: &[u8]) {
+async fn wait_for_cert(
+    addr: std::net::SocketAddr,
+    cfg: &std::sync::Arc<rustls::ClientConfig>,
+    want: &[u8],
+) {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(s) = connect(addr, cfg.clone()).await {
-            if peer_cert(&s) == want {
-                return;
-            }
+        if let Ok(s) = connect(addr, cfg.clone()).await
+            && peer_cert(&s) == want
+        {
+            return;
         }
-        assert!(Instant::now() < until, "the new certificate was not served within 30 s");
+        assert!(
+            Instant::now() < until,
+            "the new certificate was not served within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -226,12 +304,18 @@ async fn certificates_rotate_without_restart_and_open_connections_keep_theirs() 
     let pki = Pki::new();
     let s = start_tls(repo.path(), &pki, false).await;
     let cfg = client_config(&pki.ca.der(), None, b"http/1.1");
-    let first = pem_to_der(&std::fs::read_to_string(pki.path("cert.pem")).unwrap());
+    let first = pem_to_der(&fs_err::read_to_string(pki.path("cert.pem")).unwrap());
 
     let old = connect(s.http_addr, cfg.clone()).await.unwrap();
     assert_eq!(peer_cert(&old), first);
     let mut old = h1(old).await;
-    assert_eq!(request(&mut old, "GET", "/v2/health/live", "").await.unwrap().0, 200);
+    assert_eq!(
+        request(&mut old, "GET", "/v2/health/live", "")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
 
     // Rotate: key first, then certificate (a moment where they don't match is survived).
     let (cert2, key2) = pki.ca.leaf("server two");
@@ -239,17 +323,39 @@ async fn certificates_rotate_without_restart_and_open_connections_keep_theirs() 
     write_atomic(pki.dir.path(), "cert.pem", &cert2);
     let second = pem_to_der(&cert2);
     wait_for_cert(s.http_addr, &cfg, &second).await;
-    wait_for_cert(s.grpc_addr, &client_config(&pki.ca.der(), None, b"h2"), &second).await;
+    wait_for_cert(
+        s.grpc_addr,
+        &client_config(&pki.ca.der(), None, b"h2"),
+        &second,
+    )
+    .await;
     // The connection opened before still works, with the certificate it started with.
-    let (st, body) = request(&mut old, "POST", "/v2/models/digits_mlp/infer", &digits_json()).await.unwrap();
+    let (st, body) = request(
+        &mut old,
+        "POST",
+        "/v2/models/digits_mlp/infer",
+        &digits_json(),
+    )
+    .await
+    .unwrap();
     assert_eq!(st, 200, "{body}");
 
     // A bad new certificate is refused and the current one stays.
-    write_atomic(pki.dir.path(), "cert.pem", "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
+    write_atomic(
+        pki.dir.path(),
+        "cert.pem",
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await; // two reload checks
     let now = connect(s.http_addr, cfg.clone()).await.unwrap();
     assert_eq!(peer_cert(&now), second);
-    assert_eq!(request(&mut h1(now).await, "GET", "/v2/health/live", "").await.unwrap().0, 200);
+    assert_eq!(
+        request(&mut h1(now).await, "GET", "/v2/health/live", "")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
     s.shutdown().await;
 }
 
@@ -272,7 +378,12 @@ async fn bad_tls_files_stop_the_start_with_a_clear_error() {
         c.listen.tls_key = Some(pki.path("key.pem"));
     })
     .await;
-    assert!(e.contains("cannot read the TLS certificate") && e.contains("nope.pem") && e.contains("--tls-cert"), "{e}");
+    assert!(
+        e.contains("cannot read the TLS certificate")
+            && e.contains("nope.pem")
+            && e.contains("--tls-cert"),
+        "{e}"
+    );
 
     let (_, other_key) = pki.ca.leaf("another");
     let other = write_atomic(pki.dir.path(), "other-key.pem", &other_key);
@@ -281,21 +392,30 @@ async fn bad_tls_files_stop_the_start_with_a_clear_error() {
         c.listen.tls_key = Some(other.clone());
     })
     .await;
-    assert!(e.contains("does not belong to the certificate") && e.contains("other-key.pem"), "{e}");
+    assert!(
+        e.contains("does not belong to the certificate") && e.contains("other-key.pem"),
+        "{e}"
+    );
 
     let e = start_error(|c| {
         c.listen.tls_cert = Some(pki.path("key.pem"));
         c.listen.tls_key = Some(pki.path("key.pem"));
     })
     .await;
-    assert!(e.contains("holds no certificate") && e.contains("key.pem"), "{e}");
+    assert!(
+        e.contains("holds no certificate") && e.contains("key.pem"),
+        "{e}"
+    );
 
     let e = start_error(|c| {
         c.listen.tls_cert = Some(pki.path("cert.pem"));
         c.listen.tls_key = Some(pki.path("cert.pem"));
     })
     .await;
-    assert!(e.contains("TLS key") && e.contains("cert.pem") && e.contains("--tls-key"), "{e}");
+    assert!(
+        e.contains("TLS key") && e.contains("cert.pem") && e.contains("--tls-key"),
+        "{e}"
+    );
 
     let e = start_error(|c| c.listen.tls_client_ca = Some(pki.path("ca.pem"))).await;
     assert!(e.contains("--tls-cert and --tls-key"), "{e}");

@@ -46,9 +46,10 @@ impl Ca {
     /// A leaf for `localhost` / 127.0.0.1 signed by this CA: (cert PEM, key PEM).
     pub fn leaf(&self, cn: &str) -> (String, String) {
         let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
@@ -62,16 +63,20 @@ impl Ca {
 /// Writes `text` to `dir/name` by rename, as a rotation tool would, and returns the path.
 pub fn write_atomic(dir: &Path, name: &str, text: &str) -> PathBuf {
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).unwrap();
+    fs_err::write(&tmp, text).unwrap();
     let path = dir.join(name);
-    std::fs::rename(&tmp, &path).unwrap();
+    fs_err::rename(&tmp, &path).unwrap();
     path
 }
 
 /// A client identity: (cert PEM, key PEM).
 pub type Identity = (String, String);
 
-pub fn client_config(ca: &CertificateDer<'static>, id: Option<&Identity>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+pub fn client_config(
+    ca: &CertificateDer<'static>,
+    id: Option<&Identity>,
+    alpn: &[u8],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let b = rustls::ClientConfig::builder().with_root_certificates(roots);
@@ -107,7 +112,9 @@ pub fn peer_cert(s: &TlsStream<TcpStream>) -> Vec<u8> {
 }
 
 pub fn pem_to_der(pem: &str) -> Vec<u8> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
 }
 
 /// An HTTP/1.1 connection over `s`, kept open for several requests.

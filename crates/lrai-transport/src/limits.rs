@@ -180,7 +180,8 @@ pub struct GrpcLimits<S> {
 /// A bidirectional stream lives as long as its client wants; only unary bodies get a deadline.
 const STREAM_INFER: &str = "/inference.GRPCInferenceService/ModelStreamInfer";
 
-type GrpcFuture<F, E> = futures_either::Either<Guarded<F>, std::future::Ready<Result<Response<tonic::body::Body>, E>>>;
+type GrpcFuture<F, E> =
+    futures_either::Either<Guarded<F>, std::future::Ready<Result<Response<tonic::body::Body>, E>>>;
 
 mod futures_either {
     pin_project_lite::pin_project! {
@@ -268,5 +269,8 @@ pub(crate) fn busy_http(limits: &RequestLimits) -> Response<axum::body::Body> {
 
 /// `{"error": msg}` for a message known to need no escaping beyond quotes.
 fn serde_json_error(msg: &str) -> String {
-    format!("{{\"error\":\"{}\"}}", msg.replace('\\', "\\\\").replace('"', "\\\""))
+    format!(
+        "{{\"error\":\"{}\"}}",
+        msg.replace('\\', "\\\\").replace('"', "\\\"")
+    )
 }

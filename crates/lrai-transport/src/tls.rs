@@ -31,7 +31,9 @@ pub struct TlsFiles {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file can't be read.
-    #[error("cannot read the TLS {what} '{path}': {source}; check the path given to --{flag} and that the server may read it")]
+    #[error(
+        "cannot read the TLS {what} '{path}': {source}; check the path given to --{flag} and that the server may read it"
+    )]
     Read {
         /// Which file.
         what: &'static str,
@@ -57,7 +59,9 @@ pub enum TlsError {
         detail: String,
     },
     /// The key is not the certificate's.
-    #[error("TLS key '{key}' does not belong to the certificate '{cert}' (their public keys differ); pass the private key of that certificate to --tls-key")]
+    #[error(
+        "TLS key '{key}' does not belong to the certificate '{cert}' (their public keys differ); pass the private key of that certificate to --tls-key"
+    )]
     Mismatch {
         /// The certificate file.
         cert: PathBuf,
@@ -93,6 +97,8 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+// TlsError::Read names the path and the flag itself, more than fs_err would.
+#[allow(clippy::disallowed_methods)]
 fn read(path: &Path, what: &'static str, flag: &'static str) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         what,
@@ -183,8 +189,8 @@ fn build(files: &TlsFiles, m: &Material) -> Result<Configs, TlsError> {
         detail: e.to_string(),
     })?;
     let provider = provider();
-    let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
-        match e {
+    let certified =
+        rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
                 cert: files.cert.clone(),
                 key: files.key.clone(),
@@ -194,8 +200,7 @@ fn build(files: &TlsFiles, m: &Material) -> Result<Configs, TlsError> {
                 path: files.key.clone(),
                 detail: other.to_string(),
             },
-        }
-    })?;
+        })?;
     let verifier = match (&m.client_ca, &files.client_ca) {
         (Some(pem), Some(path)) => Some(client_verifier(pem, path)?),
         _ => None,
