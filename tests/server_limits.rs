@@ -95,7 +95,10 @@ async fn bodies_that_never_end_are_cut_off() {
         b"POST /v2/models/fake/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n6\r\n{\"inpu\r\n",
     )
     .await;
-    assert!(got.starts_with("HTTP/1.1 400") && got.contains("--body-timeout-secs"), "{got}");
+    assert!(
+        got.starts_with("HTTP/1.1 400") && got.contains("--body-timeout-secs"),
+        "{got}"
+    );
     // Same with a declared length that never arrives.
     slow_client_is_cut_off(
         &s,
