@@ -32,7 +32,7 @@ pub struct TlsFiles {
 pub enum TlsError {
     /// A file can't be read.
     #[error(
-        "cannot read the TLS {what} '{path}': {source}; check the path given to --{flag} and that the server may read it"
+        "cannot read the TLS {what} '{path}': {error}; check the path given to --{flag} and that the server may read it"
     )]
     Read {
         /// Which file.
@@ -41,8 +41,8 @@ pub enum TlsError {
         path: PathBuf,
         /// The flag that names it.
         flag: &'static str,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not a `source`, so it is said once).
+        error: std::io::Error,
     },
     /// A file holds no usable PEM of the expected kind.
     #[error("TLS {what} '{path}' holds no {expected}: {detail}; pass a PEM file to --{flag}")]
@@ -100,11 +100,11 @@ pub fn provider() -> Arc<CryptoProvider> {
 // TlsError::Read names the path and the flag itself, more than fs_err would.
 #[allow(clippy::disallowed_methods)]
 fn read(path: &Path, what: &'static str, flag: &'static str) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         what,
         path: path.to_path_buf(),
         flag,
-        source,
+        error,
     })
 }
 
