@@ -153,6 +153,10 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub backend: BackendArgs,
 
+    /// TLS, connection and request caps, timeouts of the listeners.
+    #[command(flatten)]
+    pub listen: crate::listen::ListenArgs,
+
     /// Backends registered by tests (e.g. a fake one), by the name config.pbtxt uses.
     #[arg(skip)]
     pub extra_backends: Vec<(String, std::sync::Arc<dyn lrai_backend::Backend>)>,
@@ -185,6 +189,7 @@ impl ServeConfig {
                 graph_optimization: OptimizationLevel::All,
                 execution_providers: Vec::new(),
             },
+            listen: crate::listen::ListenArgs::default(),
             extra_backends: Vec::new(),
         }
     }

@@ -12,15 +12,14 @@ use std::time::Duration;
 use anyhow::Context;
 use lrai_backend::{BackendChoice, BackendKind, create_kind};
 use lrai_monitor::Metrics;
-use lrai_protocol::server::{
-    FrontConfig, ServerState, grpc_service, http_router, lrai_extension_service, metrics_router,
-};
+use lrai_protocol::server::{FrontConfig, ServerState};
 use lrai_repo::{Backends, ControlMode, LoadSettings, RepoConfig, Repository};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod config;
+mod listen;
 mod quantize_at_load;
 
 use config::ServeConfig;
@@ -188,6 +187,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         ..FrontConfig::default()
     };
     let state = ServerState::new(Arc::clone(&repo), metrics.clone(), front);
+    let listeners = listen::Listeners::prepare(&config.listen)?;
 
     let http = bind(&config, config.http_port, "http").await?;
     let grpc = bind(&config, config.grpc_port, "grpc").await?;
@@ -195,47 +195,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (http_addr, grpc_addr, metrics_addr) =
         (http.local_addr()?, grpc.local_addr()?, prom.local_addr()?);
     let (stop, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
 
-    let mut tasks = Vec::new();
-    let app = http_router(Arc::clone(&state));
-    let rx = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(http, app)
-            .with_graceful_shutdown(stopped(rx))
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    }));
-    let svc = grpc_service(Arc::clone(&state));
-    let ext = lrai_extension_service(Arc::clone(&state));
-    let rx = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        // `Server::tcp_nodelay` is ignored with a custom incoming stream; set it here.
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
-            .add_service(svc)
-            .add_service(ext)
-            .serve_with_incoming_shutdown(incoming, stopped(rx))
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "gRPC server failed");
-        }
-    }));
     let poll_stop = stop_rx.clone();
-    let rx = stop_rx;
-    let metrics_app = metrics_router(metrics);
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(prom, metrics_app)
-            .with_graceful_shutdown(stopped(rx))
-            .await
-        {
-            tracing::error!(error = %e, "metrics server failed");
-        }
-    }));
+    let bound = listen::Bound {
+        http,
+        grpc,
+        metrics: prom,
+    };
+    let tasks = listen::spawn_servers(&listeners, bound, &state, metrics, &stop_rx);
 
     let (loaded_tx, loaded) = watch::channel(false);
     let loader_repo = Arc::clone(&repo);
@@ -257,7 +224,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
             let _ = loader_repo.spawn_poller(every, poll_stop).await;
         }
     });
-    tracing::info!(http = %http_addr, grpc = %grpc_addr, metrics = %metrics_addr, repository = %config.model_repository.display(), "listening");
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, metrics = %metrics_addr, tls = %listeners.describe(), repository = %config.model_repository.display(), "listening");
     Ok(RunningServer {
         http_addr,
         grpc_addr,

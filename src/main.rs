@@ -40,6 +40,9 @@ enum Command {
 }
 
 fn main() {
+    // One TLS provider for the process (ring): rustls can't pick when both are compiled in.
+    #[allow(deprecated)] // deprecated only in favour of aws-lc-rs, which LRAI doesn't build
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // Panics inside backend libraries become errors (lrai_backend::guard); keep their
     // default message and backtrace off stderr.
