@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use lrai_backend::{BackendChoice, BackendKind, create_kind};
 use lrai_monitor::Metrics;
+use lrai_protocol::server::auth::{Auth, GrpcAuthLayer, Listener, spawn_reloader, with_auth};
 use lrai_protocol::server::{
     FrontConfig, ServerState, grpc_service, http_router, lrai_extension_service, metrics_router,
 };
@@ -101,7 +102,7 @@ fn build_backends(config: &ServeConfig) -> anyhow::Result<Backends> {
 }
 
 /// Says the control mode at start, and warns when it lets anyone change what serves.
-fn log_control_mode(config: &ServeConfig, control: ControlMode) {
+fn log_control_mode(config: &ServeConfig, control: ControlMode, auth: &Auth) {
     match control {
         ControlMode::None => tracing::info!(
             model_control_mode = "none",
@@ -118,16 +119,39 @@ fn log_control_mode(config: &ServeConfig, control: ControlMode) {
             "model control: the repository API loads, unloads and rolls back models"
         ),
     }
-    // LRAI has no authentication of its own yet: say what that means here.
-    if control != ControlMode::None {
+    if control != ControlMode::None && !auth.guards_admin() {
         tracing::warn!(
             model_control_mode = control.as_str(),
             address = %config.address,
             "model control is on and no authentication is configured: anyone who reaches \
-             the HTTP or gRPC port can load, unload and roll back models; bind --address \
-             127.0.0.1 or put an authenticating proxy in front"
+             the HTTP or gRPC port can load, unload and roll back models; pass --auth-file (see `lrai token \
+             new`), bind --address 127.0.0.1, or put an authenticating proxy in front"
         );
     }
+}
+
+/// Reads the token file and restricted-API flags, and says at start what protects the
+/// server.
+fn start_auth(config: &ServeConfig) -> anyhow::Result<Arc<Auth>> {
+    let auth = Auth::new(&config.auth.settings()).map_err(anyhow::Error::msg)?;
+    if let Some(file) = &config.auth.auth_file {
+        tracing::info!(
+            auth_file = %file.display(),
+            tokens = auth.token_count(),
+            health_open = auth.allows_health(),
+            "authentication is on: every request needs a bearer token with the right role"
+        );
+    }
+    for (flag, specs) in [
+        ("--http-restricted-api", &config.auth.http_restricted_api),
+        ("--grpc-restricted-api", &config.auth.grpc_restricted_api),
+    ] {
+        for spec in specs {
+            let api = spec.split(':').next().unwrap_or_default();
+            tracing::info!(flag, api, "restricted API: requests need its header");
+        }
+    }
+    Ok(auth)
 }
 
 async fn bind(config: &ServeConfig, port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -159,7 +183,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
             control.as_str()
         );
     }
-    log_control_mode(&config, control);
+    let auth = start_auth(&config)?;
+    log_control_mode(&config, control, &auth);
     let repo_config = RepoConfig {
         root: config.model_repository.clone(),
         control,
@@ -200,7 +225,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
     };
 
     let mut tasks = Vec::new();
-    let app = http_router(Arc::clone(&state));
+    let app = with_auth(
+        http_router(Arc::clone(&state)),
+        Arc::clone(&auth),
+        Listener::Http,
+    )
+    .into_make_service_with_connect_info::<SocketAddr>();
     let rx = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(http, app)
@@ -213,10 +243,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let svc = grpc_service(Arc::clone(&state));
     let ext = lrai_extension_service(Arc::clone(&state));
     let rx = stop_rx.clone();
+    let grpc_auth = GrpcAuthLayer::new(Arc::clone(&auth));
     tasks.push(tokio::spawn(async move {
         // `Server::tcp_nodelay` is ignored with a custom incoming stream; set it here.
         let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
+            .layer(grpc_auth)
             .add_service(svc)
             .add_service(ext)
             .serve_with_incoming_shutdown(incoming, stopped(rx))
@@ -226,8 +258,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         }
     }));
     let poll_stop = stop_rx.clone();
+    tasks.extend(spawn_reloader(Arc::clone(&auth), stop_rx.clone()));
     let rx = stop_rx;
-    let metrics_app = metrics_router(metrics);
+    let metrics_app = with_auth(metrics_router(metrics), auth, Listener::Metrics)
+        .into_make_service_with_connect_info::<SocketAddr>();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(prom, metrics_app)
             .with_graceful_shutdown(stopped(rx))
