@@ -214,7 +214,11 @@ pub struct AuthArgs {
     /// those groups (health, metadata, inference, shared-memory, model-config,
     /// model-repository, statistics, trace, logging) must carry the header KEY: VALUE
     /// (several in the variable: separated by `;`).
-    #[arg(long = "http-restricted-api", env = "LRAI_HTTP_RESTRICTED_API", value_delimiter = ';')]
+    #[arg(
+        long = "http-restricted-api",
+        env = "LRAI_HTTP_RESTRICTED_API",
+        value_delimiter = ';'
+    )]
     pub http_restricted_api: Vec<String>,
 
     /// The same for gRPC (the metadata entry KEY: VALUE); Triton's older

@@ -130,7 +130,9 @@ def test_http_roles(authed):
 
 
 def test_grpc_roles(authed):
-    srv, h = authed
+    srv, http_headers = authed
+    # gRPC metadata keys are lowercase.
+    h = {k: {"authorization": v["Authorization"]} for k, v in http_headers.items()}
     c = grpcclient.InferenceServerClient(srv.grpc_url)
     assert c.is_server_live() and c.is_server_ready()
     assert status_of(lambda: c.get_model_metadata("digits_mlp")) == "StatusCode.UNAUTHENTICATED"

@@ -102,10 +102,10 @@ fn redact_grpc_message(resp: &mut HttpResponse<tonic::body::Body>) {
     };
     let text = percent_decode(msg.as_bytes());
     let redacted = super::redact_paths(&text);
-    if redacted != text {
-        if let Ok(v) = HeaderValue::from_str(&percent_encode(&redacted)) {
-            resp.headers_mut().insert("grpc-message", v);
-        }
+    if redacted != text
+        && let Ok(v) = HeaderValue::from_str(&percent_encode(&redacted))
+    {
+        resp.headers_mut().insert("grpc-message", v);
     }
 }
 

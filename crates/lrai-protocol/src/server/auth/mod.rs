@@ -169,12 +169,8 @@ impl Auth {
             .map_err(|e| format!("--grpc-restricted-api: {e}"))?;
         let (table, seen) = match &settings.auth_file {
             Some(path) => {
-                let text = std::fs::read(path).map_err(|e| {
-                    format!(
-                        "cannot read the token file '{}': {e}; create it with `lrai token new`",
-                        path.display()
-                    )
-                })?;
+                let text = fs_err::read(path)
+                    .map_err(|e| format!("token file: {e}; create it with `lrai token new`"))?;
                 let table = parse_bytes(&text)
                     .map_err(|e| format!("token file '{}': {e}", path.display()))?;
                 (table, Sha256::digest(&text).into())
@@ -290,7 +286,7 @@ impl Auth {
     /// the current table in place; either way the outcome is logged once per change.
     pub fn reload(&self) {
         let Some(path) = &self.file else { return };
-        let text = match std::fs::read(path) {
+        let text = match fs_err::read(path) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "cannot re-read the token file; keeping the current tokens");
@@ -339,4 +335,50 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_takes_a_good_file_and_keeps_the_old_table_on_a_bad_one() {
+        let dir = std::env::temp_dir().join(format!("lrai-auth-reload-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens.json");
+        let _ = fs_err::remove_file(&file);
+        let first = append_new_token(&file, "a", &[Role::Read], &[]).unwrap();
+        let settings = AuthSettings {
+            auth_file: Some(file.clone()),
+            ..AuthSettings::default()
+        };
+        let auth = Auth::new(&settings).unwrap();
+        assert_eq!(auth.token_count(), 1);
+        let second = append_new_token(&file, "b", &[Role::Admin], &[]).unwrap();
+        auth.reload();
+        assert_eq!(auth.token_count(), 2);
+        fs_err::write(&file, "{\"tokens\": [{\"name\": \"c\"}]}").unwrap();
+        auth.reload();
+        assert_eq!(auth.token_count(), 2);
+        assert!(auth.tokens.load().find(&first).is_some());
+        assert!(auth.tokens.load().find(&second).is_some());
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        for (value, want) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("Bearer ", None),
+        ] {
+            h.insert(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(bearer(&h), want, "{value:?}");
+        }
+    }
 }

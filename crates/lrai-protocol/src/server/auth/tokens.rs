@@ -155,8 +155,7 @@ impl TokenTable {
     /// # Errors
     /// The file can't be read, or [`TokenTable::parse`] refuses it.
     pub fn load(path: &Path) -> Result<TokenTable, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file '{}': {e}", path.display()))?;
+        let text = fs_err::read_to_string(path).map_err(|e| format!("token file: {e}"))?;
         Self::parse(&text).map_err(|e| format!("token file '{}': {e}", path.display()))
     }
 
@@ -261,7 +260,7 @@ pub fn append_new_token(
     roles: &[Role],
     models: &[String],
 ) -> Result<String, String> {
-    let mut file = match std::fs::read_to_string(path) {
+    let mut file = match fs_err::read_to_string(path) {
         Ok(text) => {
             TokenTable::parse(&text)
                 .map_err(|e| format!("token file '{}': {e}", path.display()))?;
@@ -296,14 +295,13 @@ pub fn append_new_token(
     let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())? + "\n";
     // The new file must be one the server accepts.
     TokenTable::parse(&text)?;
-    write_atomically(path, text.as_bytes())
-        .map_err(|e| format!("cannot write the token file '{}': {e}", path.display()))?;
+    write_atomically(path, text.as_bytes()).map_err(|e| format!("token file: {e}"))?;
     Ok(token)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -314,19 +312,19 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = fs_err::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        fs_err::rename(&tmp, path)?;
         // The rename itself is durable once the directory is synced.
-        std::fs::File::open(dir)?.sync_all()
+        fs_err::File::open(dir)?.sync_all()
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = fs_err::remove_file(&tmp);
     }
     result
 }
@@ -400,13 +398,13 @@ mod tests {
     #[test]
     fn append_refuses_duplicates_and_keeps_hashes_only() {
         let dir = std::env::temp_dir().join(format!("lrai-tokens-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        fs_err::create_dir_all(&dir).unwrap();
         let path = dir.join("tokens.json");
-        let _ = std::fs::remove_file(&path);
+        let _ = fs_err::remove_file(&path);
         let a = append_new_token(&path, "ci", &[Role::Infer], &["digits_*".into()]).unwrap();
         let b = append_new_token(&path, "ops", &[Role::Read, Role::Admin], &[]).unwrap();
         assert_ne!(a, b);
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = fs_err::read_to_string(&path).unwrap();
         assert!(
             !text.contains(&a) && !text.contains(&b),
             "a token in clear: {text}"
@@ -417,6 +415,6 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.find(&a).unwrap().name, "ci");
         assert!(t.find(&b).unwrap().allows_model("anything"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 }
