@@ -366,9 +366,9 @@ mod tests {
         assert!(t.find("lrai_wrong").is_none());
         assert!(t.find("").is_none());
         let dup = text.replace(
-            "]}",
+            "}]}",
             &format!(
-                r#", {{"name": "ci", "sha256": "{}", "roles": ["read"]}}]}}"#,
+                r#"}}, {{"name": "ci", "sha256": "{}", "roles": ["read"]}}]}}"#,
                 "0".repeat(64)
             ),
         );
