@@ -50,8 +50,8 @@ def wait_ready(srv, headers, models):
         try:
             if all(c.is_model_ready(m, headers=headers) for m in models):
                 return
-        except InferenceServerException:
-            pass
+        except (InferenceServerException, OSError):
+            pass  # not listening yet, or the models are still loading
         time.sleep(0.2)
     raise AssertionError(f"models not ready:\n{srv.log_tail()}")
 
