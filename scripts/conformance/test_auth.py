@@ -184,9 +184,23 @@ def test_tritons_restricted_apis(tmp_path):
         assert len(grpc.get_model_repository_index(headers=key).models) == 2
         http.unload_model("other_mlp", headers=key)
         grpc.load_model("other_mlp", headers=key)
+        # model-repository is restricted on both protocols: no warning about open control.
+        assert "no authentication is configured" not in srv.log_tail(400)
         # Groups that are not restricted stay open.
         _, inp = digits_input(httpclient)
         assert http.infer("digits_mlp", [inp]).get_response()["outputs"]
         assert http.get_model_metadata("digits_mlp")["name"] == "digits_mlp"
+    finally:
+        support.stop_server(srv)
+
+
+def test_control_without_auth_still_warns(tmp_path):
+    repo = tmp_path / "models"
+    support.build_small_repository(repo)
+    srv = support.start_server(repo, tmp_path / "server.log", ["digits_mlp"])
+    try:
+        log = srv.log_tail(400)
+        assert "no authentication is configured" in log, log
+        assert "authentication is on" not in log
     finally:
         support.stop_server(srv)
