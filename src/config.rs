@@ -156,6 +156,9 @@ pub struct ServeConfig {
     /// TLS, connection and request caps, timeouts of the listeners.
     #[command(flatten)]
     pub listen: crate::listen::ListenArgs,
+    /// Bearer tokens and Triton's restricted APIs.
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// Backends registered by tests (e.g. a fake one), by the name config.pbtxt uses.
     #[arg(skip)]
@@ -190,7 +193,57 @@ impl ServeConfig {
                 execution_providers: Vec::new(),
             },
             listen: crate::listen::ListenArgs::default(),
+            auth: AuthArgs::default(),
             extra_backends: Vec::new(),
+        }
+    }
+}
+
+/// Who may call the server (docs/security.md, "Tokens").
+#[derive(Debug, Clone, Default, Args)]
+pub struct AuthArgs {
+    /// Token file: {"tokens": [{"name", "sha256", "roles", "models"}]} (make entries with
+    /// `lrai token new`). With it every route of every listener needs
+    /// `Authorization: Bearer <token>` with the right role (read, infer, admin); the file is
+    /// re-read when it changes and on SIGHUP.
+    #[arg(long, env = "LRAI_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// With --auth-file: leave server liveness and readiness (HTTP /v2/health/live and
+    /// /v2/health/ready, gRPC ServerLive and ServerReady) open, for Kubernetes probes.
+    #[arg(long, env = "LRAI_AUTH_ALLOW_HEALTH", default_value_t = false)]
+    pub auth_allow_health: bool,
+
+    /// Triton's restricted APIs over HTTP: API[,API...]:KEY=VALUE (repeatable); requests in
+    /// those groups (health, metadata, inference, shared-memory, model-config,
+    /// model-repository, statistics, trace, logging) must carry the header KEY: VALUE
+    /// (several in the variable: separated by `;`).
+    #[arg(
+        long = "http-restricted-api",
+        env = "LRAI_HTTP_RESTRICTED_API",
+        value_delimiter = ';'
+    )]
+    pub http_restricted_api: Vec<String>,
+
+    /// The same for gRPC (the metadata entry KEY: VALUE); Triton's older
+    /// --grpc-restricted-protocol is accepted too.
+    #[arg(
+        long = "grpc-restricted-api",
+        alias = "grpc-restricted-protocol",
+        env = "LRAI_GRPC_RESTRICTED_API",
+        value_delimiter = ';'
+    )]
+    pub grpc_restricted_api: Vec<String>,
+}
+
+impl AuthArgs {
+    /// The protocol layer's settings.
+    pub fn settings(&self) -> lrai_protocol::server::auth::AuthSettings {
+        lrai_protocol::server::auth::AuthSettings {
+            auth_file: self.auth_file.clone(),
+            allow_health: self.auth_allow_health,
+            http_restricted: self.http_restricted_api.clone(),
+            grpc_restricted: self.grpc_restricted_api.clone(),
         }
     }
 }

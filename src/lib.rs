@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use lrai_backend::{BackendChoice, BackendKind, create_kind};
 use lrai_monitor::Metrics;
+use lrai_protocol::server::auth::{Auth, spawn_reloader};
 use lrai_protocol::server::{FrontConfig, ServerState};
 use lrai_repo::{Backends, ControlMode, LoadSettings, RepoConfig, Repository};
 use tokio::net::TcpListener;
@@ -100,7 +101,7 @@ fn build_backends(config: &ServeConfig) -> anyhow::Result<Backends> {
 }
 
 /// Says the control mode at start, and warns when it lets anyone change what serves.
-fn log_control_mode(config: &ServeConfig, control: ControlMode) {
+fn log_control_mode(config: &ServeConfig, control: ControlMode, auth: &Auth) {
     match control {
         ControlMode::None => tracing::info!(
             model_control_mode = "none",
@@ -117,16 +118,39 @@ fn log_control_mode(config: &ServeConfig, control: ControlMode) {
             "model control: the repository API loads, unloads and rolls back models"
         ),
     }
-    // LRAI has no authentication of its own yet: say what that means here.
-    if control != ControlMode::None {
+    if control != ControlMode::None && !auth.guards_admin() {
         tracing::warn!(
             model_control_mode = control.as_str(),
             address = %config.address,
             "model control is on and no authentication is configured: anyone who reaches \
-             the HTTP or gRPC port can load, unload and roll back models; bind --address \
-             127.0.0.1 or put an authenticating proxy in front"
+             the HTTP or gRPC port can load, unload and roll back models; pass --auth-file (see `lrai token \
+             new`), bind --address 127.0.0.1, or put an authenticating proxy in front"
         );
     }
+}
+
+/// Reads the token file and restricted-API flags, and says at start what protects the
+/// server.
+fn start_auth(config: &ServeConfig) -> anyhow::Result<Arc<Auth>> {
+    let auth = Auth::new(&config.auth.settings()).map_err(anyhow::Error::msg)?;
+    if let Some(file) = &config.auth.auth_file {
+        tracing::info!(
+            auth_file = %file.display(),
+            tokens = auth.token_count(),
+            health_open = auth.allows_health(),
+            "authentication is on: every request needs a bearer token with the right role"
+        );
+    }
+    for (flag, specs) in [
+        ("--http-restricted-api", &config.auth.http_restricted_api),
+        ("--grpc-restricted-api", &config.auth.grpc_restricted_api),
+    ] {
+        for spec in specs {
+            let api = spec.split(':').next().unwrap_or_default();
+            tracing::info!(flag, api, "restricted API: requests need its header");
+        }
+    }
+    Ok(auth)
 }
 
 async fn bind(config: &ServeConfig, port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -158,7 +182,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
             control.as_str()
         );
     }
-    log_control_mode(&config, control);
+    let auth = start_auth(&config)?;
+    log_control_mode(&config, control, &auth);
     let repo_config = RepoConfig {
         root: config.model_repository.clone(),
         control,
@@ -202,7 +227,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         grpc,
         metrics: prom,
     };
-    let tasks = listen::spawn_servers(&listeners, bound, &state, metrics, &stop_rx);
+    let mut tasks = listen::spawn_servers(&listeners, bound, &state, metrics, &auth, &stop_rx);
+    tasks.extend(spawn_reloader(Arc::clone(&auth), stop_rx.clone()));
 
     let (loaded_tx, loaded) = watch::channel(false);
     let loader_repo = Arc::clone(&repo);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use lrai_protocol::server::auth::{Auth, GrpcAuthLayer, Listener, with_auth};
 use lrai_protocol::server::{
     ServerState, grpc_service, http_router, lrai_extension_service, metrics_router,
 };
@@ -172,6 +173,7 @@ pub(crate) fn spawn_servers(
     bound: Bound,
     state: &Arc<ServerState>,
     metrics: lrai_monitor::Metrics,
+    auth: &Arc<Auth>,
     stop: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -180,7 +182,11 @@ pub(crate) fn spawn_servers(
         limits: l.limits.clone(),
         header_timeout: l.header_timeout,
     };
-    let app = http_router(Arc::clone(state));
+    let app = with_auth(
+        http_router(Arc::clone(state)),
+        Arc::clone(auth),
+        Listener::Http,
+    );
     tasks.push(tokio::spawn(lrai_transport::serve_http(
         bound.http,
         app,
@@ -194,9 +200,11 @@ pub(crate) fn spawn_servers(
         lrai_extension_service(Arc::clone(state)),
     );
     let (layer, rx) = (GrpcLimitsLayer(l.limits.clone()), stop.clone());
+    let auth_layer = GrpcAuthLayer::new(Arc::clone(auth));
     tasks.push(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .layer(layer)
+            .layer(auth_layer)
             .add_service(svc)
             .add_service(ext)
             .serve_with_incoming_shutdown(incoming, stopped(rx))
@@ -216,7 +224,7 @@ pub(crate) fn spawn_servers(
     };
     tasks.push(tokio::spawn(lrai_transport::serve_http(
         bound.metrics,
-        metrics_router(metrics),
+        with_auth(metrics_router(metrics), Arc::clone(auth), Listener::Metrics),
         prom,
         stop.clone(),
     )));

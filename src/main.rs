@@ -35,6 +35,8 @@ enum Command {
     Bench(Box<cmd::bench::BenchArgs>),
     /// Change what a running server serves: `lrai model rollback NAME`.
     Model(cmd::model::ModelArgs),
+    /// Manage the server's bearer tokens: `lrai token new --auth-file FILE --name ci --role infer`.
+    Token(cmd::token::TokenArgs),
     /// Quantize a model to INT8 (static QDQ or dynamic) or FP16 under an accuracy budget.
     Quantize(Box<cmd::quantize::QuantizeArgs>),
 }
@@ -59,6 +61,7 @@ fn main() {
         Command::Quantize(args) => cmd::quantize::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Model(args) => cmd::model::run(&args),
+        Command::Token(args) => cmd::token::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -6,4 +6,5 @@ pub(crate) mod model;
 pub(crate) mod quantize;
 pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod token;
 pub(crate) mod verify;

@@ -9,6 +9,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::ServerState;
+use super::auth::check_grpc_model;
 use super::core;
 use super::error::ServerError;
 use crate::pb;
@@ -89,6 +90,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelReadyRequest>,
     ) -> Reply<pb::ModelReadyResponse> {
+        check_grpc_model(r.extensions(), &r.get_ref().name)?;
         let r = r.into_inner();
         Ok(Response::new(pb::ModelReadyResponse {
             ready: core::model_ready(&self.state, &r.name, &r.version),
@@ -106,6 +108,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelMetadataRequest>,
     ) -> Reply<pb::ModelMetadataResponse> {
+        check_grpc_model(r.extensions(), &r.get_ref().name)?;
         let r = r.into_inner();
         let m = core::model_metadata(&self.state, &r.name, &r.version)
             .map_err(|e| status(&self.state, e))?;
@@ -116,7 +119,8 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelInferRequest>,
     ) -> Reply<pb::ModelInferResponse> {
-        let (metadata, _, msg) = r.into_parts();
+        let (metadata, extensions, msg) = r.into_parts();
+        check_grpc_model(&extensions, &msg.model_name)?;
         self.infer_one(msg, Some(&metadata))
             .await
             .map(Response::new)
@@ -127,6 +131,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Reply<tonic::codegen::BoxStream<pb::ModelStreamInferResponse>> {
+        let extensions = r.extensions().clone();
         let mut incoming = r.into_inner();
         let svc = self.clone();
         // Requests on one stream are answered in order, each with its own result; a bad
@@ -134,14 +139,25 @@ impl GrpcInferenceService for Service {
         let out = async_stream(move |tx| async move {
             while let Some(item) = incoming.next().await {
                 let msg = match item {
-                    Ok(req) => match svc.infer_one(req, None).await {
-                        Ok(resp) => pb::ModelStreamInferResponse {
-                            error_message: String::new(),
-                            infer_response: Some(resp),
-                        },
-                        Err(e) => pb::ModelStreamInferResponse {
-                            error_message: svc.state.redactor.apply(&e.to_string()).into_owned(),
+                    // Each message names its model: the token is checked per message.
+                    Ok(req) => match check_grpc_model(&extensions, &req.model_name) {
+                        Err(denied) => pb::ModelStreamInferResponse {
+                            error_message: denied.message().to_string(),
                             infer_response: None,
+                        },
+                        Ok(()) => match svc.infer_one(req, None).await {
+                            Ok(resp) => pb::ModelStreamInferResponse {
+                                error_message: String::new(),
+                                infer_response: Some(resp),
+                            },
+                            Err(e) => pb::ModelStreamInferResponse {
+                                error_message: svc
+                                    .state
+                                    .redactor
+                                    .apply(&e.to_string())
+                                    .into_owned(),
+                                infer_response: None,
+                            },
                         },
                     },
                     Err(s) => {
@@ -161,6 +177,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelConfigRequest>,
     ) -> Reply<pb::ModelConfigResponse> {
+        check_grpc_model(r.extensions(), &r.get_ref().name)?;
         let r = r.into_inner();
         let h =
             core::handle(&self.state, &r.name, &r.version).map_err(|e| status(&self.state, e))?;
@@ -173,6 +190,10 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelStatisticsRequest>,
     ) -> Reply<pb::ModelStatisticsResponse> {
+        // No name asks for every model: a server-wide read, which the layer checked.
+        if !r.get_ref().name.is_empty() {
+            check_grpc_model(r.extensions(), &r.get_ref().name)?;
+        }
         let r = r.into_inner();
         let name = Some(r.name.as_str()).filter(|n| !n.is_empty());
         let s =
@@ -199,6 +220,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::RepositoryModelLoadRequest>,
     ) -> Reply<pb::RepositoryModelLoadResponse> {
+        check_grpc_model(r.extensions(), &r.get_ref().model_name)?;
         let r = r.into_inner();
         if !r.parameters.is_empty() {
             let keys: Vec<&str> = r.parameters.keys().map(String::as_str).collect();
@@ -219,6 +241,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Reply<pb::RepositoryModelUnloadResponse> {
+        check_grpc_model(r.extensions(), &r.get_ref().model_name)?;
         let r = r.into_inner();
         core::unload(&self.state, &r.model_name)
             .await
@@ -247,6 +270,7 @@ impl pb::lrai::repository_extension_server::RepositoryExtension for Extension {
         &self,
         r: Request<pb::lrai::ModelRollbackRequest>,
     ) -> Reply<pb::lrai::ModelRollbackResponse> {
+        check_grpc_model(r.extensions(), &r.get_ref().model_name)?;
         let r = r.into_inner();
         let done = core::rollback(&self.state, &r.model_name)
             .await

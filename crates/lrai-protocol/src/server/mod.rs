@@ -12,6 +12,7 @@ use lrai_repo::rollout::Rollouts;
 
 use crate::Limits;
 
+pub mod auth;
 mod caller;
 mod config_pb;
 pub(crate) mod core;
