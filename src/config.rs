@@ -153,6 +153,10 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub backend: BackendArgs,
 
+    /// The tamper-evident audit log.
+    #[command(flatten)]
+    pub audit: crate::audit::AuditArgs,
+
     /// Backends registered by tests (e.g. a fake one), by the name config.pbtxt uses.
     #[arg(skip)]
     pub extra_backends: Vec<(String, std::sync::Arc<dyn lrai_backend::Backend>)>,
@@ -185,6 +189,7 @@ impl ServeConfig {
                 graph_optimization: OptimizationLevel::All,
                 execution_providers: Vec::new(),
             },
+            audit: crate::audit::AuditArgs::default(),
             extra_backends: Vec::new(),
         }
     }

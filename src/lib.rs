@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod audit;
 pub mod config;
 mod quantize_at_load;
 
@@ -64,6 +65,7 @@ impl RunningServer {
         }
         self.state.rollouts.shutdown().await;
         self.repo.shutdown().await;
+        audit::close(&self.state).await;
         tracing::info!("shutdown complete");
     }
 }
@@ -188,6 +190,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         ..FrontConfig::default()
     };
     let state = ServerState::new(Arc::clone(&repo), metrics.clone(), front);
+    audit::open(&config.audit, &state)?;
 
     let http = bind(&config, config.http_port, "http").await?;
     let grpc = bind(&config, config.grpc_port, "grpc").await?;

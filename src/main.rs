@@ -37,6 +37,8 @@ enum Command {
     Model(cmd::model::ModelArgs),
     /// Quantize a model to INT8 (static QDQ or dynamic) or FP16 under an accuracy budget.
     Quantize(Box<cmd::quantize::QuantizeArgs>),
+    /// The tamper-evident audit log: `keygen`, `prove` (inclusion, consistency), `verify`.
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Quantize(args) => cmd::quantize::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Model(args) => cmd::model::run(&args),
+        Command::Audit(args) => cmd::audit::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

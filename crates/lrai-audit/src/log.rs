@@ -300,13 +300,10 @@ impl Writer {
     }
 
     fn flush(&mut self, sync: bool) -> std::io::Result<()> {
-        let result = self.file.write_all(&self.buf).and_then(|()| {
-            if sync {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let result = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         self.buf.clear();
         self.stats
             .tree_size

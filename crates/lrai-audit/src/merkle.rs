@@ -218,7 +218,10 @@ impl CompactTree {
         let mut h = leaf;
         let mut s = self.size;
         while s & 1 == 1 {
-            let left = self.peaks.pop().expect("a set bit of the size has its subtree");
+            let left = self
+                .peaks
+                .pop()
+                .expect("a set bit of the size has its subtree");
             h = node_hash(&left, &h);
             s >>= 1;
         }
@@ -358,7 +361,11 @@ mod tests {
         ];
         for (m, n, want) in cases {
             let want: Vec<Hash> = want.iter().map(|s| h(s)).collect();
-            assert_eq!(consistency_proof(&leaves[..n], m).unwrap(), want, "{m}->{n}");
+            assert_eq!(
+                consistency_proof(&leaves[..n], m).unwrap(),
+                want,
+                "{m}->{n}"
+            );
             assert!(verify_consistency(
                 m as u64,
                 n as u64,
@@ -386,9 +393,16 @@ mod tests {
             let r = root(&leaves[..n]);
             for i in 0..n {
                 let proof = inclusion_proof(&leaves[..n], i).unwrap();
-                assert!(proof.len() <= log2_ceil(n), "size {n}: {} hashes", proof.len());
+                assert!(
+                    proof.len() <= log2_ceil(n),
+                    "size {n}: {} hashes",
+                    proof.len()
+                );
                 let (i64_, n64) = (i as u64, n as u64);
-                assert!(verify_inclusion(&leaves[i], i64_, n64, &proof, &r), "{i}/{n}");
+                assert!(
+                    verify_inclusion(&leaves[i], i64_, n64, &proof, &r),
+                    "{i}/{n}"
+                );
                 assert!(!verify_inclusion(&leaves[(i + 1) % n], i64_, n64, &proof, &r) || n == 1);
                 if let Some(last) = proof.len().checked_sub(1) {
                     let mut bad = proof.clone();
@@ -412,14 +426,27 @@ mod tests {
                 let proof = consistency_proof(&leaves[..n], m).unwrap();
                 // RFC 9162's consistency proofs reach one hash past the inclusion bound
                 // (3 -> 4 needs three: leaves 2 and 3 and the node over 0..2).
-                assert!(proof.len() <= log2_ceil(n) + 1, "{m}->{n}: {} hashes", proof.len());
+                assert!(
+                    proof.len() <= log2_ceil(n) + 1,
+                    "{m}->{n}: {} hashes",
+                    proof.len()
+                );
                 let (m64, n64) = (m as u64, n as u64);
-                assert!(verify_consistency(m64, n64, &roots[m], &roots[n], &proof), "{m}->{n}");
+                assert!(
+                    verify_consistency(m64, n64, &roots[m], &roots[n], &proof),
+                    "{m}->{n}"
+                );
                 if m > 0 && m < n {
                     let mut bad = proof.clone();
                     bad[0][3] ^= 0x80;
                     assert!(!verify_consistency(m64, n64, &roots[m], &roots[n], &bad));
-                    assert!(!verify_consistency(m64, n64, &roots[m - 1], &roots[n], &proof));
+                    assert!(!verify_consistency(
+                        m64,
+                        n64,
+                        &roots[m - 1],
+                        &roots[n],
+                        &proof
+                    ));
                     let short = &proof[..proof.len() - 1];
                     assert!(!verify_consistency(m64, n64, &roots[m], &roots[n], short));
                 }

@@ -72,13 +72,22 @@ fn tree_size(leaves: &[Hash], heads: &[TreeHead], size: Option<u64>) -> Result<u
 ///
 /// # Errors
 /// When the log can't be read, or `index`/`size` are outside it.
-pub fn prove_inclusion(path: &Path, index: u64, size: Option<u64>) -> Result<InclusionProof, AuditError> {
+pub fn prove_inclusion(
+    path: &Path,
+    index: u64,
+    size: Option<u64>,
+) -> Result<InclusionProof, AuditError> {
     let (leaves, heads) = read_leaves(path)?;
     let n = tree_size(&leaves, &heads, size)?;
     let tree = &leaves[..n];
-    let i = usize::try_from(index).ok().filter(|i| *i < n).ok_or_else(|| {
-        AuditError::Range(format!("entry {index} is not in the tree of {n} entries; pass --size N with N > {index}"))
-    })?;
+    let i = usize::try_from(index)
+        .ok()
+        .filter(|i| *i < n)
+        .ok_or_else(|| {
+            AuditError::Range(format!(
+                "entry {index} is not in the tree of {n} entries; pass --size N with N > {index}"
+            ))
+        })?;
     let proof = merkle::inclusion_proof(tree, i).expect("index checked above");
     Ok(InclusionProof {
         index,
@@ -95,12 +104,17 @@ pub fn prove_inclusion(path: &Path, index: u64, size: Option<u64>) -> Result<Inc
 ///
 /// # Errors
 /// When the log can't be read, or the sizes are outside it or out of order.
-pub fn prove_consistency(path: &Path, from: u64, to: Option<u64>) -> Result<ConsistencyProof, AuditError> {
+pub fn prove_consistency(
+    path: &Path,
+    from: u64,
+    to: Option<u64>,
+) -> Result<ConsistencyProof, AuditError> {
     let (leaves, heads) = read_leaves(path)?;
     let n = tree_size(&leaves, &heads, to)?;
-    let m = usize::try_from(from).ok().filter(|m| *m <= n).ok_or_else(|| {
-        AuditError::Range(format!("--from {from} is larger than --to {n}"))
-    })?;
+    let m = usize::try_from(from)
+        .ok()
+        .filter(|m| *m <= n)
+        .ok_or_else(|| AuditError::Range(format!("--from {from} is larger than --to {n}")))?;
     let proof = merkle::consistency_proof(&leaves[..n], m).expect("sizes checked above");
     Ok(ConsistencyProof {
         from,

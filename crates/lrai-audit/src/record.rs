@@ -150,8 +150,7 @@ impl TreeHead {
         let Some(root) = self.root_bytes() else {
             return false;
         };
-        let Some(sig) = from_hex(&self.signature).and_then(|b| <[u8; 64]>::try_from(b).ok())
-        else {
+        let Some(sig) = from_hex(&self.signature).and_then(|b| <[u8; 64]>::try_from(b).ok()) else {
             return false;
         };
         let msg = TreeHead::signed_bytes(self.size, self.time_ms, &root);

@@ -53,24 +53,40 @@ fn invalid(path: &Path, line: u64, entry: u64, reason: impl Into<String>) -> Aud
     }
 }
 
-fn parse_line<'a>(path: &Path, line_no: u64, entry: u64, bytes: &'a [u8]) -> Result<Line<'a>, AuditError> {
+fn parse_line<'a>(
+    path: &Path,
+    line_no: u64,
+    entry: u64,
+    bytes: &'a [u8],
+) -> Result<Line<'a>, AuditError> {
     if bytes.starts_with(b"{\"head\":") {
         let head: HeadLine = serde_json::from_slice(bytes)
             .map_err(|e| invalid(path, line_no, entry, format!("malformed tree head: {e}")))?;
         return Ok(Line::Head(head.head));
     }
     let parsed: IndexOnly = serde_json::from_slice(bytes).map_err(|e| {
-        invalid(path, line_no, entry, format!("malformed entry (expected one JSON object with \"index\"): {e}"))
+        invalid(
+            path,
+            line_no,
+            entry,
+            format!("malformed entry (expected one JSON object with \"index\"): {e}"),
+        )
     })?;
     if parsed.index != entry {
         return Err(invalid(
             path,
             line_no,
             entry,
-            format!("entry says index {}, expected {entry} (entries deleted, duplicated or reordered)", parsed.index),
+            format!(
+                "entry says index {}, expected {entry} (entries deleted, duplicated or reordered)",
+                parsed.index
+            ),
         ));
     }
-    Ok(Line::Entry { index: entry, bytes })
+    Ok(Line::Entry {
+        index: entry,
+        bytes,
+    })
 }
 
 /// Reads `path` line by line and hands each parsed line to `visit`.
@@ -177,7 +193,9 @@ impl Checker<'_> {
         let entry = self.tree.size();
         let fail = |reason: String| invalid(self.path, line, entry, reason);
         if !head.verify(&self.opts.pubkey) {
-            return Err(fail("the tree head's signature does not verify with the public key".into()));
+            return Err(fail(
+                "the tree head's signature does not verify with the public key".into(),
+            ));
         }
         if head.size != entry {
             return Err(fail(format!(
@@ -310,9 +328,10 @@ pub fn read_head(path: &Path) -> Result<TreeHead, AuditError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let line: HeadLine = serde_json::from_slice(text.trim_ascii()).map_err(|e| AuditError::Key {
-        path: path.to_path_buf(),
-        reason: format!("expected a saved tree head ({{\"head\": {{...}}}}): {e}"),
-    })?;
+    let line: HeadLine =
+        serde_json::from_slice(text.trim_ascii()).map_err(|e| AuditError::Key {
+            path: path.to_path_buf(),
+            reason: format!("expected a saved tree head ({{\"head\": {{...}}}}): {e}"),
+        })?;
     Ok(line.head)
 }

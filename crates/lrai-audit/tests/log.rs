@@ -34,7 +34,12 @@ fn opts() -> VerifyOptions {
 }
 
 fn tensor(v: f32) -> Tensor {
-    Tensor::new(DataType::F32, vec![1, 1], bytes::Bytes::from(v.to_le_bytes().to_vec())).unwrap()
+    Tensor::new(
+        DataType::F32,
+        vec![1, 1],
+        bytes::Bytes::from(v.to_le_bytes().to_vec()),
+    )
+    .unwrap()
 }
 
 async fn write_session(path: &Path, inferences: usize, interval: Duration) -> TreeHead {
@@ -100,7 +105,10 @@ async fn tampering_is_named_at_the_entry() {
     // A changed entry: the next head's root no longer matches.
     rewrite(&path, |l| l[2] = l[2].replace("digits_mlp", "digits_cnn"));
     let err = verify_log(&path, &opts()).unwrap_err().to_string();
-    assert!(err.contains("line 4 (entry 2)") && err.contains("an entry before this line was changed"), "{err}");
+    assert!(
+        err.contains("line 4 (entry 2)") && err.contains("an entry before this line was changed"),
+        "{err}"
+    );
 
     // A deleted entry: the next one is out of place.
     std::fs::write(&path, &honest).unwrap();

@@ -8,9 +8,9 @@ use lrai_monitor::Protocol;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::ServerState;
 use super::core;
 use super::error::ServerError;
+use super::{Caller, ServerState};
 use crate::pb;
 use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use crate::{decode_grpc_request, encode_grpc_response};
@@ -50,6 +50,7 @@ impl Service {
         &self,
         req: pb::ModelInferRequest,
         metadata: Option<&tonic::metadata::MetadataMap>,
+        caller: Option<&Caller>,
     ) -> Result<pb::ModelInferResponse, ServerError> {
         let req = decode_grpc_request(req, &self.state.config.limits)?;
         // A rollout's sticky key travels as metadata under the same name as the header.
@@ -57,7 +58,8 @@ impl Service {
             let name = super::rollout::sticky_header(&self.state, &req.model_name)?;
             m.get(name.as_str())?.to_str().ok().map(str::to_string)
         });
-        let (req, resp) = core::infer(&self.state, req, Protocol::Grpc, key.as_deref()).await?;
+        let (req, resp) =
+            core::infer(&self.state, req, Protocol::Grpc, key.as_deref(), caller).await?;
         Ok(encode_grpc_response(resp, &req)?)
     }
 }
@@ -110,8 +112,8 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelInferRequest>,
     ) -> Reply<pb::ModelInferResponse> {
-        let (metadata, _, msg) = r.into_parts();
-        self.infer_one(msg, Some(&metadata))
+        let (metadata, extensions, msg) = r.into_parts();
+        self.infer_one(msg, Some(&metadata), extensions.get::<Caller>())
             .await
             .map(Response::new)
             .map_err(status)
@@ -121,6 +123,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Reply<tonic::codegen::BoxStream<pb::ModelStreamInferResponse>> {
+        let caller = r.extensions().get::<Caller>().cloned();
         let mut incoming = r.into_inner();
         let svc = self.clone();
         // Requests on one stream are answered in order, each with its own result; a bad
@@ -128,7 +131,7 @@ impl GrpcInferenceService for Service {
         let out = async_stream(move |tx| async move {
             while let Some(item) = incoming.next().await {
                 let msg = match item {
-                    Ok(req) => match svc.infer_one(req, None).await {
+                    Ok(req) => match svc.infer_one(req, None, caller.as_ref()).await {
                         Ok(resp) => pb::ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(resp),
@@ -188,6 +191,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::RepositoryModelLoadRequest>,
     ) -> Reply<pb::RepositoryModelLoadResponse> {
+        let caller = r.extensions().get::<Caller>().cloned();
         let r = r.into_inner();
         if !r.parameters.is_empty() {
             let keys: Vec<&str> = r.parameters.keys().map(String::as_str).collect();
@@ -200,7 +204,7 @@ impl GrpcInferenceService for Service {
                 },
             )));
         }
-        core::load(&self.state, &r.model_name)
+        core::load(&self.state, &r.model_name, caller.as_ref())
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
@@ -210,8 +214,9 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Reply<pb::RepositoryModelUnloadResponse> {
+        let caller = r.extensions().get::<Caller>().cloned();
         let r = r.into_inner();
-        core::unload(&self.state, &r.model_name)
+        core::unload(&self.state, &r.model_name, caller.as_ref())
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
@@ -238,8 +243,9 @@ impl pb::lrai::repository_extension_server::RepositoryExtension for Extension {
         &self,
         r: Request<pb::lrai::ModelRollbackRequest>,
     ) -> Reply<pb::lrai::ModelRollbackResponse> {
+        let caller = r.extensions().get::<Caller>().cloned();
         let r = r.into_inner();
-        let done = core::rollback(&self.state, &r.model_name)
+        let done = core::rollback(&self.state, &r.model_name, caller.as_ref())
             .await
             .map_err(status)?;
         Ok(Response::new(pb::lrai::ModelRollbackResponse {
