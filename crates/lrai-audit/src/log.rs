@@ -332,7 +332,7 @@ impl Writer {
                 tokio::select! {
                     n = rx.recv_many(&mut batch, BATCH) => if n == 0 {
                         // Every sender is gone without a close: sign what there is.
-                        let _ = self.finish(None);
+                        self.finish(None);
                         return;
                     },
                     () = tokio::time::sleep(wait), if pending && !interval.is_zero() => {}

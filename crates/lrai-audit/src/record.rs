@@ -207,15 +207,20 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Parses hex (either case); `None` on an odd length or a non-hex digit.
+/// Parses lowercase hex, the only spelling the log uses (so no two spellings of one head
+/// exist); `None` on an odd length or any other character.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    let digit = |c: u8| char::from(c).to_digit(16);
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
     s.chunks_exact(2)
-        .map(|p| Some(u8::try_from(digit(p[0])? * 16 + digit(p[1])?).ok()?))
+        .map(|p| Some(digit(p[0])? * 16 + digit(p[1])?))
         .collect()
 }
 

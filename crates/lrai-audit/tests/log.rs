@@ -49,7 +49,7 @@ async fn write_session(path: &Path, inferences: usize, interval: Duration) -> Tr
         .await
         .unwrap();
     // Durable when acknowledged: the entry is in the file already.
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = fs_err::read_to_string(path).unwrap();
     assert!(text.contains(&format!("{{\"index\":{index},")), "{text}");
     for i in 0..inferences {
         #[allow(clippy::cast_precision_loss)]
@@ -89,10 +89,10 @@ async fn what_the_writer_writes_verifies_and_survives_a_restart() {
 }
 
 fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<String>)) {
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = fs_err::read_to_string(path).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     f(&mut lines);
-    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    fs_err::write(path, lines.join("\n") + "\n").unwrap();
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn tampering_is_named_at_the_entry() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     write_session(&path, 20, Duration::ZERO).await;
-    let honest = std::fs::read(&path).unwrap();
+    let honest = fs_err::read(&path).unwrap();
 
     // A changed entry: the next head's root no longer matches.
     rewrite(&path, |l| l[2] = l[2].replace("digits_mlp", "digits_cnn"));
@@ -111,7 +111,7 @@ async fn tampering_is_named_at_the_entry() {
     );
 
     // A deleted entry: the next one is out of place.
-    std::fs::write(&path, &honest).unwrap();
+    fs_err::write(&path, &honest).unwrap();
     rewrite(&path, |l| {
         l.remove(2);
     });
@@ -119,7 +119,7 @@ async fn tampering_is_named_at_the_entry() {
     assert!(err.contains("(entry 1)"), "{err}");
 
     // Entries appended after the last head.
-    std::fs::write(&path, &honest).unwrap();
+    fs_err::write(&path, &honest).unwrap();
     rewrite(&path, |l| {
         let n = l.iter().filter(|x| !x.starts_with("{\"head\"")).count();
         l.push(format!(r#"{{"index":{n},"time_ms":1,"kind":"admin","action":"load","model":"x","caller":"a","outcome":"ok"}}"#));
@@ -128,7 +128,7 @@ async fn tampering_is_named_at_the_entry() {
     assert!(err.contains("not covered by a signed tree head"), "{err}");
 
     // A truncation below a saved head.
-    std::fs::write(&path, &honest).unwrap();
+    fs_err::write(&path, &honest).unwrap();
     let saved = verify_log(&path, &opts()).unwrap().last_head.unwrap();
     rewrite(&path, |l| l.truncate(10));
     let since = VerifyOptions {
