@@ -101,7 +101,7 @@ def world(tmp_path_factory):
             assert last["outcome"] == ("ok" if code == 200 else last["outcome"])
             assert (code == 200) == (last["outcome"] == "ok"), (code, last)
         code, _ = post(f"{s.url}/v2/repository/models/no_such_model/load")
-        assert code == 400 and entries_of(log)[-1]["outcome"].startswith("error: ")
+        assert code == 404 and entries_of(log)[-1]["outcome"].startswith("error: ")
         for i in range(40):
             code, _ = post(f"{s.url}/v2/models/digits_mlp/infer", infer_body(i / 40))
             assert code == 200
@@ -139,7 +139,7 @@ def honest_prefixes(data: bytes) -> list[bytes]:
 
 def test_every_honest_log_verifies(world):
     prefixes = honest_prefixes(world["data"])
-    assert len(prefixes) > 60
+    assert len(prefixes) >= 8  # a head per write batch (group commit), and two runs
     for p in prefixes:
         if av.verify_log(p, world["pub"])["entries"] >= world["since"]["size"]:
             av.verify_log(p, world["pub"], world["since"])

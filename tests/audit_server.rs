@@ -73,7 +73,7 @@ async fn admin_actions_are_durable_before_the_reply_and_the_log_verifies() {
         ("load", "digits_mlp", 200, "ok"),
         ("rollback", "digits_mlp", 200, "ok"),
         ("unload", "digits_mlp", 200, "ok"),
-        ("load", "no_such_model", 400, "error: "),
+        ("load", "no_such_model", 404, "error: "),
         ("load", "digits_mlp", 200, "ok"),
     ];
     for (action, model, status, outcome) in steps {
@@ -115,7 +115,7 @@ async fn admin_actions_are_durable_before_the_reply_and_the_log_verifies() {
     .unwrap();
     let want = lrai_audit::record::digest_tensors(&mut [("input".into(), sent)]);
     assert_eq!(inference["inputs_sha256"], want.as_str());
-    assert_eq!(inference["version"], "1");
+    assert_eq!(inference["version"], "2");
     assert_eq!(inference["status"], "ok");
     assert!(!fs_err::read_to_string(&log).unwrap().contains("0.25"));
 }
@@ -168,11 +168,8 @@ async fn sigterm_on_the_binary_loses_no_answered_request() {
     let (mut child, addr) = spawn_lrai(repo.path(), &log, &key);
     let url = format!("http://{addr}/v2/models/digits_mlp/infer");
     for _ in 0..600 {
-        if common::get(&format!("http://{addr}/v2/health/ready"))
-            .await
-            .status
-            == 200
-        {
+        let ready = format!("http://{addr}/v2/models/digits_mlp/ready");
+        if common::get(&ready).await.status == 200 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -193,8 +190,12 @@ async fn sigterm_on_the_binary_loses_no_answered_request() {
             }
         }));
     }
-    // SIGTERM while the clients are still sending.
-    while ok.load(std::sync::atomic::Ordering::SeqCst) < 200 {
+    // SIGTERM while the clients are still sending (bounded: 60 s).
+    for _ in 0..12_000 {
+        let all_done = clients.iter().all(tokio::task::JoinHandle::is_finished);
+        if ok.load(std::sync::atomic::Ordering::SeqCst) >= 200 || all_done {
+            break;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let term = Command::new("kill")
@@ -222,6 +223,7 @@ async fn sigterm_on_the_binary_loses_no_answered_request() {
 
 /// The status of a POST, or `None` when the connection fails (the server has stopped).
 async fn post_status(url: &str, body: Vec<u8>) -> Option<u16> {
+    let body = bytes::Bytes::from(body);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let req = hyper::Request::post(url)
