@@ -235,6 +235,9 @@ struct Writer {
 /// Messages taken from the queue per write (group commit).
 const BATCH: usize = 4096;
 
+/// How long the writer waits after a batch of inference records before taking the next.
+const LINGER: Duration = Duration::from_millis(2);
+
 impl Writer {
     fn open(config: &AuditConfig) -> Result<Writer, AuditError> {
         let path = config.path.clone();
@@ -338,8 +341,14 @@ impl Writer {
                     () = tokio::time::sleep(wait), if pending && !interval.is_zero() => {}
                 }
                 let head_due = interval.is_zero() || Instant::now() >= next_head;
+                let urgent = batch.iter().any(|m| !matches!(m, Msg::Inference(_)));
                 if self.write_batch(&mut batch, head_due) {
                     return;
+                }
+                if !urgent {
+                    // Let inference records gather: one wake-up and one write per linger
+                    // instead of one per request (an admin record waits at most this).
+                    tokio::time::sleep(LINGER).await;
                 }
                 if head_due {
                     next_head = Instant::now() + interval;
