@@ -223,7 +223,6 @@ async fn sigterm_on_the_binary_loses_no_answered_request() {
 
 /// The status of a POST, or `None` when the connection fails (the server has stopped).
 async fn post_status(url: &str, body: Vec<u8>) -> Option<u16> {
-    let body = bytes::Bytes::from(body);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let req = hyper::Request::post(url)
