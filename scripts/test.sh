@@ -38,6 +38,9 @@ for backend in onnxruntime tract; do
   LRAI_TEST_BACKEND=$backend ./scripts/conformance/run.sh "$VENV"
 done
 
+step "audit log: the independent Python verifier against a real server (10,000 tamperings)"
+LRAI_BIN=target/release/lrai timeout -k 10 600 "$VENV/bin/python" -m pytest -q -p no:cacheprovider scripts/test_audit_verify.py
+
 step "compatibility corpus, small models (third-party ONNX models on onnxruntime, tract, auto)"
 PYTHON="$VENV/bin/python" ./scripts/corpus/ci.sh
 

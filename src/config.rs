@@ -159,6 +159,9 @@ pub struct ServeConfig {
     /// Bearer tokens and Triton's restricted APIs.
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// The tamper-evident audit log.
+    #[command(flatten)]
+    pub audit: crate::audit::AuditArgs,
 
     /// Backends registered by tests (e.g. a fake one), by the name config.pbtxt uses.
     #[arg(skip)]
@@ -194,6 +197,7 @@ impl ServeConfig {
             },
             listen: crate::listen::ListenArgs::default(),
             auth: AuthArgs::default(),
+            audit: crate::audit::AuditArgs::default(),
             extra_backends: Vec::new(),
         }
     }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod audit;
 pub mod config;
 mod listen;
 mod quantize_at_load;
@@ -64,6 +65,7 @@ impl RunningServer {
         }
         self.state.rollouts.shutdown().await;
         self.repo.shutdown().await;
+        audit::close(&self.state).await;
         tracing::info!("shutdown complete");
     }
 }
@@ -213,6 +215,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
     };
     let state = ServerState::new(Arc::clone(&repo), metrics.clone(), front);
     let listeners = listen::Listeners::prepare(&config.listen)?;
+    audit::open(&config.audit, &state)?;
 
     let http = bind(&config, config.http_port, "http").await?;
     let grpc = bind(&config, config.grpc_port, "grpc").await?;

@@ -39,6 +39,8 @@ enum Command {
     Token(cmd::token::TokenArgs),
     /// Quantize a model to INT8 (static QDQ or dynamic) or FP16 under an accuracy budget.
     Quantize(Box<cmd::quantize::QuantizeArgs>),
+    /// The tamper-evident audit log: `keygen`, `prove` (inclusion, consistency), `verify`.
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn main() {
@@ -62,6 +64,7 @@ fn main() {
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Model(args) => cmd::model::run(&args),
         Command::Token(args) => cmd::token::run(&args),
+        Command::Audit(args) => cmd::audit::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lrai_audit::AdminAction;
 use lrai_monitor::{ModelStatsSnapshot, Protocol, RequestStatus};
 use lrai_repo::{ControlMode, ModelHandle, RepoError, Repository, TensorMeta};
 
@@ -12,9 +13,9 @@ use crate::kserve::{
     InferBatchStatistics, InferStatistics, ModelMetadata, ModelStatistics, ModelStatisticsResponse,
     RepositoryIndexEntry, ServerMetadata, StatisticDuration, TensorMetadata,
 };
-use crate::server::ServerState;
 use crate::server::error::{Result, ServerError};
 use crate::server::rollout::{self, Target};
+use crate::server::{Caller, ServerState, audit};
 use crate::{
     InferRequest, InferResponse, ProtocolError, RequestedOutput, TensorRef, classifiable, classify,
 };
@@ -87,8 +88,24 @@ pub(crate) fn server_ready(state: &ServerState) -> bool {
 
 /// Runs one inference; returns the request back (its outputs list and parameters decide
 /// the encoding) with the response.
-/// `route_key` keeps one caller on one arm of a rollout (see [`super::rollout`]).
+/// `route_key` keeps one caller on one arm of a rollout (see [`super::rollout`]); the
+/// audit log (when it records inferences) gets `caller` and digests of the tensors.
 pub(crate) async fn infer(
+    state: &ServerState,
+    req: InferRequest,
+    protocol: Protocol,
+    route_key: Option<&str>,
+    caller: Option<&Caller>,
+) -> Result<(InferRequest, InferResponse)> {
+    let Some(pending) = audit::before_infer(state, &req) else {
+        return infer_routed(state, req, protocol, route_key).await;
+    };
+    let result = infer_routed(state, req, protocol, route_key).await;
+    audit::after_infer(pending, caller, protocol, &result).await;
+    result
+}
+
+async fn infer_routed(
     state: &ServerState,
     mut req: InferRequest,
     protocol: Protocol,
@@ -353,7 +370,12 @@ async fn detached<T: Send + 'static>(
 type ChangeFuture<T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = lrai_repo::Result<T>> + Send>>;
 
-pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
+pub(crate) async fn load(state: &ServerState, name: &str, caller: Option<&Caller>) -> Result<()> {
+    let result = load_model(state, name).await;
+    audit::admin(state, caller, AdminAction::Load, name, result).await
+}
+
+async fn load_model(state: &ServerState, name: &str) -> Result<()> {
     explicit_only(state)?;
     rollout::check_no_rollout(state, name)?;
     detached(state, name, |r, n| {
@@ -366,7 +388,12 @@ pub(crate) async fn load(state: &ServerState, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn unload(state: &ServerState, name: &str) -> Result<()> {
+pub(crate) async fn unload(state: &ServerState, name: &str, caller: Option<&Caller>) -> Result<()> {
+    let result = unload_model(state, name).await;
+    audit::admin(state, caller, AdminAction::Unload, name, result).await
+}
+
+async fn unload_model(state: &ServerState, name: &str) -> Result<()> {
     explicit_only(state)?;
     rollout::check_no_rollout(state, name)?;
     detached(state, name, |r, n| {
@@ -379,7 +406,16 @@ pub(crate) async fn unload(state: &ServerState, name: &str) -> Result<()> {
 
 /// Rollback changes what serves, so control mode `none` refuses it; `poll` allows it
 /// (the pin holds until the model's files change).
-pub(crate) async fn rollback(state: &ServerState, name: &str) -> Result<lrai_repo::Rollback> {
+pub(crate) async fn rollback(
+    state: &ServerState,
+    name: &str,
+    caller: Option<&Caller>,
+) -> Result<lrai_repo::Rollback> {
+    let result = rollback_model(state, name).await;
+    audit::admin(state, caller, AdminAction::Rollback, name, result).await
+}
+
+async fn rollback_model(state: &ServerState, name: &str) -> Result<lrai_repo::Rollback> {
     let mode = state.repo.control_mode();
     if mode == ControlMode::None {
         return Err(RepoError::ControlDisabled {

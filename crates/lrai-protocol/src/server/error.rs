@@ -85,6 +85,9 @@ pub enum ServerError {
     /// A rollout can't start, or there is none.
     #[error(transparent)]
     Rollout(#[from] lrai_repo::rollout::RolloutError),
+    /// An admin action that the audit log could not record (the action itself ran).
+    #[error("the action ran but the audit log could not record it: {0}")]
+    Audit(String),
 }
 
 /// Triton's status classes.
@@ -252,6 +255,7 @@ impl ServerError {
             ServerError::NoRoute(_) => Class::NotFound,
             ServerError::ShuttingDown => Class::Unavailable,
             ServerError::Rollout(e) => rollout_class(e),
+            ServerError::Audit(_) => Class::Internal,
             ServerError::Body(_)
             | ServerError::Header { .. }
             | ServerError::RawBinaryInputs { .. }

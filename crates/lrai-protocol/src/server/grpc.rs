@@ -8,10 +8,10 @@ use lrai_monitor::Protocol;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::ServerState;
 use super::auth::check_grpc_model;
 use super::core;
 use super::error::ServerError;
+use super::{Caller, ServerState};
 use crate::pb;
 use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use crate::{decode_grpc_request, encode_grpc_response};
@@ -56,6 +56,7 @@ impl Service {
         &self,
         req: pb::ModelInferRequest,
         metadata: Option<&tonic::metadata::MetadataMap>,
+        caller: Option<&Caller>,
     ) -> Result<pb::ModelInferResponse, ServerError> {
         let req = decode_grpc_request(req, &self.state.config.limits)?;
         // A rollout's sticky key travels as metadata under the same name as the header.
@@ -63,7 +64,8 @@ impl Service {
             let name = super::rollout::sticky_header(&self.state, &req.model_name)?;
             m.get(name.as_str())?.to_str().ok().map(str::to_string)
         });
-        let (req, resp) = core::infer(&self.state, req, Protocol::Grpc, key.as_deref()).await?;
+        let (req, resp) =
+            core::infer(&self.state, req, Protocol::Grpc, key.as_deref(), caller).await?;
         Ok(encode_grpc_response(resp, &req)?)
     }
 }
@@ -121,7 +123,7 @@ impl GrpcInferenceService for Service {
     ) -> Reply<pb::ModelInferResponse> {
         let (metadata, extensions, msg) = r.into_parts();
         check_grpc_model(&extensions, &msg.model_name)?;
-        self.infer_one(msg, Some(&metadata))
+        self.infer_one(msg, Some(&metadata), extensions.get::<Caller>())
             .await
             .map(Response::new)
             .map_err(|e| status(&self.state, e))
@@ -132,6 +134,7 @@ impl GrpcInferenceService for Service {
         r: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Reply<tonic::codegen::BoxStream<pb::ModelStreamInferResponse>> {
         let extensions = r.extensions().clone();
+        let caller = r.extensions().get::<Caller>().cloned();
         let mut incoming = r.into_inner();
         let svc = self.clone();
         // Requests on one stream are answered in order, each with its own result; a bad
@@ -145,7 +148,7 @@ impl GrpcInferenceService for Service {
                             error_message: denied.message().to_string(),
                             infer_response: None,
                         },
-                        Ok(()) => match svc.infer_one(req, None).await {
+                        Ok(()) => match svc.infer_one(req, None, caller.as_ref()).await {
                             Ok(resp) => pb::ModelStreamInferResponse {
                                 error_message: String::new(),
                                 infer_response: Some(resp),
@@ -221,6 +224,7 @@ impl GrpcInferenceService for Service {
         r: Request<pb::RepositoryModelLoadRequest>,
     ) -> Reply<pb::RepositoryModelLoadResponse> {
         check_grpc_model(r.extensions(), &r.get_ref().model_name)?;
+        let caller = r.extensions().get::<Caller>().cloned();
         let r = r.into_inner();
         if !r.parameters.is_empty() {
             let keys: Vec<&str> = r.parameters.keys().map(String::as_str).collect();
@@ -231,7 +235,7 @@ impl GrpcInferenceService for Service {
                 },
             ));
         }
-        core::load(&self.state, &r.model_name)
+        core::load(&self.state, &r.model_name, caller.as_ref())
             .await
             .map_err(|e| status(&self.state, e))?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
@@ -242,8 +246,9 @@ impl GrpcInferenceService for Service {
         r: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Reply<pb::RepositoryModelUnloadResponse> {
         check_grpc_model(r.extensions(), &r.get_ref().model_name)?;
+        let caller = r.extensions().get::<Caller>().cloned();
         let r = r.into_inner();
-        core::unload(&self.state, &r.model_name)
+        core::unload(&self.state, &r.model_name, caller.as_ref())
             .await
             .map_err(|e| status(&self.state, e))?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
@@ -271,8 +276,9 @@ impl pb::lrai::repository_extension_server::RepositoryExtension for Extension {
         r: Request<pb::lrai::ModelRollbackRequest>,
     ) -> Reply<pb::lrai::ModelRollbackResponse> {
         check_grpc_model(r.extensions(), &r.get_ref().model_name)?;
+        let caller = r.extensions().get::<Caller>().cloned();
         let r = r.into_inner();
-        let done = core::rollback(&self.state, &r.model_name)
+        let done = core::rollback(&self.state, &r.model_name, caller.as_ref())
             .await
             .map_err(|e| status(&self.state, e))?;
         Ok(Response::new(pb::lrai::ModelRollbackResponse {

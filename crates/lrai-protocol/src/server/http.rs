@@ -13,14 +13,21 @@ use axum::routing::{get, post};
 use lrai_monitor::{Metrics, Protocol};
 use serde::Serialize;
 
-use super::ServerState;
+use super::audit;
 use super::core;
 use super::error::{Result, ServerError};
 use super::rollout;
+use super::{Caller, ServerState};
 use crate::kserve::{ErrorBody, RepositoryIndexRequest, RepositoryModelRequest};
 use crate::{RawInputSpec, decode_http_json_and_binary, decode_raw_binary, encode_http_response};
 
 type St = State<Arc<ServerState>>;
+/// Who sent the request, when the authentication layer said.
+type Who = Option<axum::Extension<Caller>>;
+
+fn who(caller: &Who) -> Option<&Caller> {
+    caller.as_ref().map(|c| &c.0)
+}
 
 const HEADER_LEN: &str = "inference-header-content-length";
 
@@ -235,6 +242,7 @@ async fn repo_index(
 
 async fn repo_load(
     State(s): St,
+    caller: Who,
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
@@ -246,30 +254,32 @@ async fn repo_load(
             keys: keys.join(", "),
         });
     }
-    core::load(&s, &model).await?;
+    core::load(&s, &model, who(&caller)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
 async fn repo_unload(
     State(s): St,
+    caller: Who,
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body_bytes(&s, body)?;
     let _req: RepositoryModelRequest = parse_optional(&body)?;
-    core::unload(&s, &model).await?;
+    core::unload(&s, &model, who(&caller)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
 /// LRAI's extension: returns unversioned traffic to the previous version.
 async fn repo_rollback(
     State(s): St,
+    caller: Who,
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body_bytes(&s, body)?;
     let _req: RepositoryModelRequest = parse_optional(&body)?;
-    let done = core::rollback(&s, &model).await?;
+    let done = core::rollback(&s, &model, who(&caller)).await?;
     Ok(json(&serde_json::json!({
         "model": model,
         "from_version": done.from.to_string(),
@@ -279,39 +289,50 @@ async fn repo_rollback(
 
 async fn rollout_start(
     State(s): St,
+    caller: Who,
     Path(model): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body_bytes(&s, body)?;
-    Ok(json(&rollout::start(&s, &model, &body).await?))
+    let started = rollout::start(&s, &model, &body).await;
+    let action = lrai_audit::AdminAction::RolloutStart;
+    Ok(json(
+        &audit::admin(&s, who(&caller), action, &model, started).await?,
+    ))
 }
 
 async fn rollout_status(State(s): St, Path(model): Path<String>) -> Result<Response> {
     Ok(json(&rollout::status(&s, &model)?))
 }
 
-async fn rollout_abort(State(s): St, Path(model): Path<String>) -> Result<Response> {
-    Ok(json(&rollout::abort(&s, &model)?))
+async fn rollout_abort(State(s): St, caller: Who, Path(model): Path<String>) -> Result<Response> {
+    let aborted = rollout::abort(&s, &model);
+    let action = lrai_audit::AdminAction::RolloutAbort;
+    Ok(json(
+        &audit::admin(&s, who(&caller), action, &model, aborted).await?,
+    ))
 }
 
 async fn infer(
     State(s): St,
+    caller: Who,
     Path(model): Path<String>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_common(&s, model, String::new(), &headers, body)
+    infer_common(&s, who(&caller), (model, String::new()), &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn infer_v(
     State(s): St,
+    caller: Who,
     Path((model, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_common(&s, model, version, &headers, body)
+    infer_common(&s, who(&caller), (model, version), &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -368,8 +389,8 @@ fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes> {
 
 async fn infer_common(
     s: &ServerState,
-    model: String,
-    version: String,
+    caller: Option<&Caller>,
+    (model, version): (String, String),
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
@@ -405,7 +426,7 @@ async fn infer_common(
             .ok()
             .map(str::to_string)
     });
-    let (req, resp) = core::infer(s, req, Protocol::Http, key.as_deref()).await?;
+    let (req, resp) = core::infer(s, req, Protocol::Http, key.as_deref(), caller).await?;
     let (bytes, json_len) = encode_http_response(&resp, &req)?;
     let mut out = bytes.into_response();
     let h = out.headers_mut();

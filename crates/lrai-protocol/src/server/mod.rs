@@ -3,8 +3,8 @@
 //! codecs of [`crate::infer`], call the shared operation, encode. Errors are mapped to
 //! statuses in exactly one place, [`error`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use lrai_monitor::Metrics;
 use lrai_repo::Repository;
@@ -12,6 +12,7 @@ use lrai_repo::rollout::Rollouts;
 
 use crate::Limits;
 
+mod audit;
 pub mod auth;
 mod caller;
 mod config_pb;
@@ -68,6 +69,7 @@ pub struct ServerState {
     /// Takes the repository's path out of what callers read.
     pub redactor: redact::Redactor,
     shutting_down: AtomicBool,
+    audit: OnceLock<Arc<lrai_audit::AuditLog>>,
 }
 
 impl ServerState {
@@ -80,12 +82,24 @@ impl ServerState {
             metrics,
             config,
             shutting_down: AtomicBool::new(false),
+            audit: OnceLock::new(),
         })
     }
 
     /// Marks the server as draining: readiness turns false, new inferences get 503.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Records admin actions (and inferences, if it says so) in `log` from now on; a
+    /// second call is ignored.
+    pub fn set_audit(&self, log: Arc<lrai_audit::AuditLog>) {
+        let _ = self.audit.set(log);
+    }
+
+    /// The audit log, when the server keeps one.
+    pub fn audit(&self) -> Option<&Arc<lrai_audit::AuditLog>> {
+        self.audit.get()
     }
 
     /// True once [`ServerState::begin_shutdown`] was called.
