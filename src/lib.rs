@@ -231,7 +231,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<RunningServer> {
         metrics: prom,
     };
     let mut tasks = listen::spawn_servers(&listeners, bound, &state, metrics, &auth, &stop_rx);
-    tasks.extend(spawn_reloader(Arc::clone(&auth), stop_rx.clone()));
+    tasks.extend(spawn_reloader(
+        Arc::clone(&auth),
+        Arc::clone(&state),
+        stop_rx,
+    ));
 
     let (loaded_tx, loaded) = watch::channel(false);
     let loader_repo = Arc::clone(&repo);

@@ -283,14 +283,15 @@ impl Auth {
     }
 
     /// Re-reads the token file when its text changed. A file that fails to parse leaves
-    /// the current table in place; either way the outcome is logged once per change.
-    pub fn reload(&self) {
-        let Some(path) = &self.file else { return };
+    /// the current table in place; either way the outcome is logged once per change and
+    /// returned (`None`: no token file, unreadable now, or unchanged).
+    pub fn reload(&self) -> Option<Result<usize, String>> {
+        let Some(path) = &self.file else { return None };
         let text = match fs_err::read(path) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "cannot re-read the token file; keeping the current tokens");
-                return;
+                return None;
             }
         };
         let digest: [u8; 32] = Sha256::digest(&text).into();
@@ -300,7 +301,7 @@ impl Auth {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if *seen == digest {
-                return;
+                return None;
             }
             *seen = digest;
         }
@@ -309,9 +310,11 @@ impl Auth {
                 let n = table.len();
                 self.tokens.store(Arc::new(table));
                 tracing::info!(file = %path.display(), tokens = n, "token file reloaded");
+                Some(Ok(n))
             }
             Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "the new token file is invalid; keeping the current tokens")
+                tracing::error!(file = %path.display(), error = %e, "the new token file is invalid; keeping the current tokens");
+                Some(Err(e))
             }
         }
     }

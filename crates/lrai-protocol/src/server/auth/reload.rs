@@ -8,9 +8,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Auth;
+use crate::server::ServerState;
 
 /// Watches the token file until `stop` turns true (nothing to do without a token file).
-pub fn spawn_reloader(auth: Arc<Auth>, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+/// Each change, applied or refused, is an admin entry in the audit log when there is one.
+pub fn spawn_reloader(
+    auth: Arc<Auth>,
+    state: Arc<ServerState>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
     if !auth.tokens_on() {
         return None;
     }
@@ -34,7 +40,22 @@ pub fn spawn_reloader(auth: Arc<Auth>, mut stop: watch::Receiver<bool>) -> Optio
             }
             // File reads are small and rare; off the runtime's workers all the same.
             let a = Arc::clone(&auth);
-            let _ = tokio::task::spawn_blocking(move || a.reload()).await;
+            if let Ok(Some(result)) = tokio::task::spawn_blocking(move || a.reload()).await {
+                audit_reload(&state, &result).await;
+            }
         }
     }))
+}
+
+/// Records a token reload (the outcome says how many tokens, or why the file was refused).
+async fn audit_reload(state: &ServerState, result: &Result<usize, String>) {
+    let Some(log) = state.audit() else { return };
+    let outcome = match result {
+        Ok(n) => format!("ok: {n} tokens"),
+        Err(e) => format!("error: {e}"),
+    };
+    let action = lrai_audit::AdminAction::TokenReload;
+    if let Err(e) = log.record_admin(action, "", "token file", outcome).await {
+        tracing::error!(error = %e, "the token reload could not be recorded in the audit log");
+    }
 }
