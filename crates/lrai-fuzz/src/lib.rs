@@ -17,7 +17,7 @@ use lrai_protocol::{Limits, RawInputSpec};
 pub type Harness = fn(&[u8]);
 
 /// The harnesses by name (the cargo-fuzz target names).
-pub const TARGETS: [(&str, Harness); 8] = [
+pub const TARGETS: [(&str, Harness); 9] = [
     ("http_infer", http_infer),
     ("binary_framing", binary_framing),
     ("raw_binary", raw_binary),
@@ -26,6 +26,7 @@ pub const TARGETS: [(&str, Harness); 8] = [
     ("vnnlib", vnnlib),
     ("npy", npy),
     ("onnx_model", onnx_model),
+    ("audit_log", audit_log),
 ];
 
 /// The server's default tensor limit, small enough that a fuzzer can't ask for gigabytes.
@@ -127,6 +128,51 @@ pub fn onnx_model(data: &[u8]) {
     let _ = lrai_verify::Network::from_onnx("fuzz", &model);
 }
 
+/// An audit log file, verified with the key its seeds are signed with (accepting an
+/// unsigned or torn tail, to reach every line parser), and read for proofs. The reader
+/// takes a path, so the bytes go through a file in the temporary directory.
+pub fn audit_log(data: &[u8]) {
+    use std::cell::RefCell;
+    thread_local! {
+        static FILE: RefCell<Option<tempfile_path::TempPath>> = const { RefCell::new(None) };
+    }
+    FILE.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let path = slot.get_or_insert_with(tempfile_path::TempPath::new);
+        if std::fs::write(&path.0, data).is_err() {
+            return;
+        }
+        let opts = lrai_audit::verify::VerifyOptions {
+            pubkey: seeds::audit_key().verifying_key(),
+            since: None,
+            allow_unsigned_tail: true,
+            allow_torn_tail: true,
+        };
+        let _ = lrai_audit::verify::verify_log(&path.0, &opts);
+        let _ = lrai_audit::verify::read_leaves(&path.0);
+    });
+}
+
+mod tempfile_path {
+    /// A per-thread file under the temporary directory, removed when the thread ends.
+    pub(crate) struct TempPath(pub(crate) std::path::PathBuf);
+
+    impl TempPath {
+        pub(crate) fn new() -> TempPath {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("lrai-fuzz-audit-{}-{n}.log", std::process::id());
+            TempPath(std::env::temp_dir().join(name))
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
 /// Valid inputs for a target, to start mutating from (also written as the cargo-fuzz
 /// seed corpus by `cargo run -p lrai-fuzz --example write_seeds`).
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -139,6 +185,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "vnnlib" => seeds::vnnlib(),
         "npy" => seeds::npy(),
         "onnx_model" => seeds::onnx(),
+        "audit_log" => seeds::audit(),
         _ => Vec::new(),
     }
 }

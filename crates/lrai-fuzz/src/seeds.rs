@@ -109,3 +109,57 @@ pub(crate) fn npy() -> Vec<Vec<u8>> {
 pub(crate) fn onnx() -> Vec<Vec<u8>> {
     MODELS.iter().map(|m| m.to_vec()).collect()
 }
+
+/// The fixed key the audit seeds are signed with (a test key, never a real one).
+pub(crate) fn audit_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+}
+
+/// A log of three entries with a signed head after the second and the third.
+pub(crate) fn audit() -> Vec<Vec<u8>> {
+    use ed25519_dalek::Signer;
+    use lrai_audit::{AdminAction, Entry, Event, TreeHead, merkle};
+    let key = audit_key();
+    let mut log = Vec::new();
+    let mut leaves = Vec::new();
+    let mut seeds = Vec::new();
+    for (index, action) in [
+        AdminAction::Load,
+        AdminAction::Rollback,
+        AdminAction::Unload,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let entry = Entry {
+            index: index as u64,
+            time_ms: 1_765_000_000_000 + index as u64,
+            event: Event::Admin {
+                action,
+                model: "digits_mlp".into(),
+                caller: "ci@127.0.0.1:5000".into(),
+                outcome: "ok".into(),
+            },
+        };
+        let line = entry.to_line();
+        leaves.push(merkle::leaf_hash(&line));
+        log.extend_from_slice(&line);
+        log.push(b'\n');
+        if index >= 1 {
+            let root = merkle::root(&leaves);
+            let size = leaves.len() as u64;
+            let time_ms = 1_765_000_000_100 + size;
+            let sig = key.sign(&TreeHead::signed_bytes(size, time_ms, &root));
+            let head = serde_json::json!({"head": {"size": size, "time_ms": time_ms,
+                "root": hex(&root), "signature": hex(&sig.to_bytes())}});
+            log.extend_from_slice(head.to_string().as_bytes());
+            log.push(b'\n');
+            seeds.push(log.clone());
+        }
+    }
+    seeds
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

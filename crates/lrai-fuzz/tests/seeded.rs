@@ -77,3 +77,21 @@ fn every_harness_survives_its_seeds_and_their_mutations() {
         );
     }
 }
+
+/// The audit seeds are honest, signed logs, so mutations start from what verifies.
+#[test]
+fn audit_seeds_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, seed) in seeds("audit_log").iter().enumerate() {
+        let path = dir.path().join(format!("{i}.log"));
+        fs_err::write(&path, seed).unwrap();
+        let opts = lrai_audit::verify::VerifyOptions {
+            pubkey: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key(),
+            since: None,
+            allow_unsigned_tail: false,
+            allow_torn_tail: false,
+        };
+        let verified = lrai_audit::verify::verify_log(&path, &opts);
+        assert!(verified.is_ok(), "seed {i}: {verified:?}");
+    }
+}

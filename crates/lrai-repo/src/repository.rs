@@ -126,6 +126,9 @@ pub struct Repository {
     model_locks: std::sync::Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     /// Bounds the loads building at once.
     pub(crate) load_slots: Semaphore,
+    /// True once the startup loads ended: the server is not ready before (an empty table
+    /// would otherwise count as all ready while the first models still load).
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Repository {
@@ -148,6 +151,7 @@ impl Repository {
             table: Arc::new(ArcSwap::from_pointee(Table::new())),
             writer: Mutex::new(()),
             model_locks: std::sync::Mutex::new(BTreeMap::new()),
+            started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -173,6 +177,13 @@ impl Repository {
     /// # Errors
     /// [`RepoError::Repository`] when the directory can't be listed.
     pub async fn load_startup(&self) -> Result<()> {
+        let result = self.load_startup_models().await;
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
+        result
+    }
+
+    async fn load_startup_models(&self) -> Result<()> {
         let root = self.config.root.clone();
         let explicit_list =
             self.config.control == ControlMode::Explicit && !self.config.startup_models.is_empty();
@@ -334,8 +345,12 @@ impl Repository {
             .collect()
     }
 
-    /// True when every model in the table has a READY version and none is loading.
+    /// True when the startup loads ended, every model in the table has a READY version
+    /// and none is loading.
     pub fn all_ready(&self) -> bool {
+        if !self.started.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
         self.table.load().values().all(|e| {
             !e.versions.is_empty()
                 && !e.loading

@@ -185,6 +185,7 @@ async fn a_panicking_model_fails_only_its_requests() {
     copy_model("digits_mlp", dir.path(), "fake", &[1], Some(FAKE_CONFIG));
     let fake = Arc::new(FakeBackend::default());
     let r = repo(dir.path(), Arc::clone(&fake));
+    assert!(!r.all_ready(), "not ready before the startup models loaded");
     r.load_startup().await.unwrap();
     assert!(r.all_ready());
     let h = r.get("fake", None).unwrap();
