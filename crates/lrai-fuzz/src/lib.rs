@@ -139,7 +139,7 @@ pub fn audit_log(data: &[u8]) {
     FILE.with(|slot| {
         let mut slot = slot.borrow_mut();
         let path = slot.get_or_insert_with(tempfile_path::TempPath::new);
-        if std::fs::write(&path.0, data).is_err() {
+        if fs_err::write(&path.0, data).is_err() {
             return;
         }
         let opts = lrai_audit::verify::VerifyOptions {
@@ -168,7 +168,7 @@ mod tempfile_path {
 
     impl Drop for TempPath {
         fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
+            let _ = fs_err::remove_file(&self.0);
         }
     }
 }
