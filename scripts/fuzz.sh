@@ -14,7 +14,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz into .tools ..."
     cargo install --locked --root .tools cargo-fuzz
 fi
-cargo run --release -q -p lrai-fuzz --example write_seeds fuzz/corpus
+if [ -z "${SKIP_SEEDS:-}" ]; then cargo run --release -q -p lrai-fuzz --example write_seeds fuzz/corpus; fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cd fuzz && cargo +nightly fuzz list)
