@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target for SECONDS each (default 60) and prints executions and
 # crashes per target. Needs the nightly toolchain (already installed beside stable) and
-# cargo-fuzz (installed from crates.io into ./.tools when missing).
+# cargo-fuzz (installed from crates.io into ./.tools when missing). Targets build with -O
+# (release, no debug assertions); FUZZ_BUILD_ARGS=--debug-assertions checks overflows too.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Crashes are left in fuzz/artifacts/TARGET/; copy each into fuzz/regressions/TARGET/ so
 # the test command replays it, and fix it.
@@ -24,7 +25,7 @@ printf '%-16s %14s %10s %8s\n' target executions exec/s crashes
 for t in "${targets[@]}"; do
     log=fuzz/logs/$t.log
     set +e
-    (cd fuzz && cargo +nightly fuzz run "$t" "corpus/$t" -- \
+    (cd fuzz && cargo +nightly fuzz run ${FUZZ_BUILD_ARGS:--O} "$t" "corpus/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -max_len=65536) >"$log" 2>&1
     rc=$?
     set -e
