@@ -40,7 +40,8 @@ fn parse_descr(descr: &str) -> Result<Descr> {
         _ => ("=", descr),
     };
     let big_endian = order == ">";
-    let (kind, size) = rest.split_at(rest.len().min(1));
+    // The kind is one character; cut at its end (a multi-byte one must not panic).
+    let (kind, size) = rest.split_at(rest.chars().next().map_or(0, char::len_utf8));
     if kind == "O" {
         return Err(bad(
             "object arrays (dtype 'O') are not supported; save strings with arr.astype('S') or numbers with a numeric dtype",
