@@ -10,6 +10,12 @@ started=$(date +%s)
 step() { echo "=== [$(( $(date +%s) - started ))s] $*"; }
 
 VENV=${LRAI_VENV:-.venv}
+step "system tools (openssl makes the TLS tests' certificates; curl is a real client)"
+for tool in openssl curl; do
+  if ! command -v "$tool" >/dev/null; then
+    apt-get install -y "$tool" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y "$tool"; }
+  fi
+done
 step "python venv ($VENV)"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt

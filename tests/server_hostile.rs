@@ -254,8 +254,8 @@ async fn the_load_api_takes_no_config_override_and_no_uploaded_file() {
     let layout = Layout::new();
     let s = common::start(&layout.repo(), |c| c.model_control_mode = "explicit".into()).await;
     let base = layout.base.path();
-    let model = fs_err::read(base.join("outside/1/model.onnx")).unwrap();
-    let encoded = base64_encode(&model);
+    // The content is never looked at: any load parameter is refused by its name.
+    let encoded = "CAcSBGxyYWk=";
     let config =
         r#"{"backend": "onnxruntime", "default_model_filename": "../../../outside/1/model.onnx"}"#;
     for body in [
@@ -360,23 +360,4 @@ async fn overflowing_shapes_bombs_and_deep_json_are_refused() {
     .await;
     assert_eq!(status, 200, "{body}");
     s.shutdown().await;
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

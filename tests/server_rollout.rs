@@ -259,17 +259,11 @@ async fn fine_canary_is_promoted() {
         assert_eq!((status, version.as_str()), (200, "2"));
         assert!(close(&logits, &y));
     }
-    let index = post_json(&url(&s, "/v2/repository/index"), &json!({}))
-        .await
-        .json();
-    let versions: Vec<&str> = index
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["name"] == "digits_mlp" && e["state"] == "READY")
-        .map(|e| e["version"].as_str().unwrap())
-        .collect();
-    assert_eq!(versions, vec!["2"], "the baseline was replaced: {index:#}");
+    assert_eq!(
+        ready_versions(&s).await,
+        vec!["2"],
+        "the baseline was replaced"
+    );
     assert!(
         metrics_text(&s)
             .await
